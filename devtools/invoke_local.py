@@ -1,0 +1,79 @@
+"""Run a Lambda handler on this machine with a sample event: `make invoke-local`.
+
+    python -m devtools.invoke_local scrape [--event events/x.json] [--url URL]
+
+With nothing configured it needs no network and no database: without DATABASE_URL it
+starts a local PostgreSQL keeping its data in .local/pgdata (git-ignored, so history
+survives between runs); without JOBS_FILE it uses events/jobs.demo.toml and serves the
+bundled demo page on loopback. `--url` checks that page instead (a manual invoke event).
+Like EventBridge Scheduler, it replaces `<aws.scheduler.scheduled-time>` in the event with
+the current time, so each run is a new scheduled run.
+"""
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import threading
+from datetime import datetime, timezone
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from devtools import localpg
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_EVENTS = {"scrape": "events/scheduler-scrape.json"}
+
+
+def serve_demo_site() -> str:
+    """Serve devtools/demo/ on a free loopback port for the rest of this process."""
+    handler = partial(_QuietHandler, directory=str(ROOT / "devtools" / "demo"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}/page.html"
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def load_event(path: str, url: str | None) -> dict:
+    if url:
+        return {"url": url}
+    text = (ROOT / path).read_text() if not Path(path).is_absolute() else Path(path).read_text()
+    # Microseconds keep two quick local runs apart; Scheduler itself sends whole seconds.
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return json.loads(text.replace("<aws.scheduler.scheduled-time>", now))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="make invoke-local")
+    parser.add_argument("function", help="handler module in functions/, e.g. scrape")
+    parser.add_argument("--event", help="event JSON file (default: a sample from events/)")
+    parser.add_argument("--url", help="check this page instead (scrape only)")
+    args = parser.parse_args(argv)
+
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = localpg.ensure_server(ROOT / ".local" / "pgdata")
+        print("using the local PostgreSQL in .local/pgdata (set DATABASE_URL to use another)", file=sys.stderr)
+    if not os.environ.get("JOBS_FILE"):
+        os.environ["JOBS_FILE"] = str(ROOT / "events" / "jobs.demo.toml")
+        os.environ["DEMO_URL"] = serve_demo_site()
+    event = load_event(args.event or DEFAULT_EVENTS.get(args.function, "events/manual.json"), args.url)
+    print(f"event: {json.dumps(event)}", file=sys.stderr)
+
+    module = importlib.import_module(f"functions.{args.function}")
+    try:
+        result = module.handler(event, None)
+    except Exception as exc:  # the edge: show what Lambda would record as the error
+        print(f"handler raised {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
