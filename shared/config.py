@@ -25,10 +25,14 @@ class ConfigError(ValueError):
 class ScrapeJob:
     name: str
     url: str
+    timeout: float = 30.0  # seconds for the whole fetch, body included
 
     def __post_init__(self):
         _check_type(self, "name", str)
         _check_type(self, "url", str)
+        _check_type(self, "timeout", (int, float))
+        if not 0 < self.timeout <= 600:
+            raise ValueError(f"timeout {self.timeout!r} must be between 0 and 600 seconds")
         if not re.match(r"^https?://[^/\s]+", self.url):
             raise ValueError(f"url {self.url!r} must be an http:// or https:// address")
 
@@ -36,10 +40,12 @@ class ScrapeJob:
 # Which dataclass each top-level table kind builds; a new kind registers here.
 JOB_KINDS: dict[str, type] = {"scrape": ScrapeJob}
 
-def _check_type(job, key: str, kind: type) -> None:
+def _check_type(job, key: str, kind) -> None:
     value = getattr(job, key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ValueError(f"key {key!r} must be a {kind.__name__}, not {type(value).__name__}")
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ValueError(f"key {key!r} must be a {names}, not {type(value).__name__}")
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

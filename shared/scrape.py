@@ -85,7 +85,8 @@ def _fetch_all(jobs: list[ScrapeJob], concurrency: int, per_host: int):
         with slot:
             at = datetime.now(timezone.utc)
             try:
-                return job, at, fetch.fetch(session, job.url)
+                return job, at, fetch.fetch(session, job.url, total_timeout=job.timeout,
+                                             connect_timeout=min(fetch.CONNECT_TIMEOUT, job.timeout))
             except fetch.FetchError as exc:
                 return job, at, exc
 
