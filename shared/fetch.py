@@ -4,11 +4,13 @@
 wrong (DNS, refused, timeout, TLS, HTTP status, size cap). A failed fetch never yields content.
 """
 
+import re
 import time
 from urllib.parse import urlsplit
 from dataclasses import dataclass
 
 import requests
+import urllib3
 
 from shared import USER_AGENT
 
@@ -57,7 +59,9 @@ def fetch(
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise FetchError(f"body of {int(declared)} bytes is over the {max_bytes} byte cap")
             chunks, size = [], 0
-            for chunk in response.iter_content(64 * 1024):
+            # read1 returns what has arrived instead of waiting for a full chunk, so the
+            # deadline is checked even while a server drips its body byte by byte.
+            for chunk in iter(lambda: response.raw.read1(64 * 1024, decode_content=True), b""):
                 size += len(chunk)
                 if size > max_bytes:
                     raise FetchError(f"body is over the {max_bytes} byte cap")
@@ -79,7 +83,7 @@ def fetch(
         raise FetchError(f"TLS error: {_root_cause(exc)}") from None
     except requests.exceptions.ConnectTimeout:
         raise FetchError(f"timed out: no connection within {connect_timeout:g} s") from None
-    except (requests.exceptions.ReadTimeout, TimeoutError):
+    except (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError):
         raise FetchError(f"timed out: no answer within {total_timeout:g} s") from None
     except requests.exceptions.ConnectionError as exc:
         cause = _root_cause(exc)
@@ -88,6 +92,8 @@ def fetch(
         if "refused" in cause.lower():
             raise FetchError("connection refused") from None
         raise FetchError(f"connection failed: {cause}") from None
+    except urllib3.exceptions.HTTPError as exc:  # raised by read1 while reading the body
+        raise FetchError(f"connection failed while reading the body: {_root_cause(exc)}") from None
     except requests.exceptions.InvalidURL as exc:
         raise FetchError(f"invalid URL: {exc}") from None
     except requests.exceptions.RequestException as exc:
@@ -99,4 +105,6 @@ def _root_cause(exc: BaseException) -> str:
     while exc.__cause__ is not None or exc.__context__ is not None:
         exc = exc.__cause__ or exc.__context__
     text = str(exc)
-    return text.split(": ", 1)[-1] if text.startswith("<") else text
+    text = text.split(": ", 1)[-1] if text.startswith("<") else text
+    # OpenSSL's decorations say nothing to a user: "[SSL: CODE] ... (_ssl.c:1006)".
+    return re.sub(r"\[SSL: [A-Z_]+\] | \(_ssl\.c:\d+\)", "", text)

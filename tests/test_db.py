@@ -1,0 +1,81 @@
+"""DATABASE_URL parsing and connections."""
+
+import ssl
+
+import pytest
+
+from shared import db, log
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgres://u:p@h.example.com:5433/d", ("u", "p", "h.example.com", 5433, "d", "prefer", None)),
+        ("postgresql://u:p@h/d?sslmode=require", ("u", "p", "h", 5432, "d", "require", None)),
+        ("postgres://us%40er:p%3Ass%2Fw%40rd@h/d%20b", ("us@er", "p:ss/w@rd", "h", 5432, "d b", "prefer", None)),
+        ("postgresql://postgres:@/postgres?host=/tmp/tmpXYZ", ("postgres", "", None, 5432, "postgres", "prefer", "/tmp/tmpXYZ")),
+        ("postgresql://postgres@/x?host=/run/pg&port=6543", ("postgres", None, None, 6543, "x", "prefer", "/run/pg")),
+        ("postgresql:///d?host=db.internal&user=me", ("me", None, "db.internal", 5432, "d", "prefer", None)),
+    ],
+)
+def test_parse_url_forms(url, expected):
+    u = db.parse_url(url)
+    assert (u.user, u.password, u.host, u.port, u.database, u.sslmode, u.socket_dir) == expected
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("mysql://u:secretpw@h/d", "must start with postgres:// or postgresql://"),
+        ("postgres://u:secretpw@h/d?sslmode=always", "sslmode='always' is not one of"),
+        ("postgres://u:secretpw@/d", "names no host"),
+        ("postgres://u:secretpw@h:port/d", "port that is not a number"),
+    ],
+)
+def test_bad_urls_name_the_problem_not_the_password(url, message):
+    with pytest.raises(db.DatabaseConfigError) as info:
+        db.parse_url(url)
+    assert message in str(info.value) and "secretpw" not in str(info.value)
+
+
+def test_sslmode_maps_onto_pg8000():
+    assert db._ssl_context("disable") is False
+    assert db._ssl_context("prefer") is None
+    assert db._ssl_context("require") is True  # TLS without certificate checks, as Heroku needs
+    full = db._ssl_context("verify-full")
+    assert isinstance(full, ssl.SSLContext) and full.check_hostname and full.verify_mode == ssl.CERT_REQUIRED
+    assert db._ssl_context("verify-ca").check_hostname is False
+
+
+def test_safe_form_and_repr_hide_the_password():
+    u = db.parse_url("postgres://u:hunter22@h/d")
+    assert "hunter22" not in repr(u) and u.safe() == "postgresql://u@h:5432/d"
+    assert log.redact("login with hunter22 failed") == "login with *** failed"
+
+
+def test_connect_sets_statement_timeout_and_utc(database_url):
+    con = db.connect(database_url, statement_timeout="1500ms")
+    try:
+        assert con.run("SHOW statement_timeout")[0][0] == "1500ms"
+        assert con.run("SHOW TimeZone")[0][0] == "UTC"
+        with pytest.raises(Exception, match="statement timeout"):
+            con.run("SELECT pg_sleep(3)")
+    finally:
+        con.close()
+
+
+def test_log_lines_never_show_a_registered_secret():
+    import io
+    import logging
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)  # stands in for Lambda's or Heroku's log handler
+    logging.getLogger().addHandler(handler)
+    try:
+        db.parse_url("postgres://u:t0p-s3cret@h/d")
+        log.setup()
+        logging.getLogger("t").error("connecting with postgres://u:t0p-s3cret@h/d")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "connecting with postgres://u:***@h/d" in stream.getvalue()
+    assert "t0p-s3cret" not in stream.getvalue()
