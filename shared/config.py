@@ -11,8 +11,11 @@ Every mistake is a `ConfigError` naming the file, the job and the key.
 import os
 import re
 import tomllib
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+
+from shared import filters, schedule
+from shared.notify import register_secrets
 
 DEFAULT_JOBS_FILE = "jobs.toml"
 
@@ -26,6 +29,18 @@ class ScrapeJob:
     name: str
     url: str
     timeout: float = 30.0  # seconds for the whole fetch, body included
+    every: str | None = None  # schedule (shared/schedule.py): "10m" (default), "1h", "1d"
+    at: str | None = None
+    cron: str | None = None  # AWS only
+    # Noise filters (shared/filters.py): what of the page counts as its content.
+    select: tuple[str, ...] = ()  # CSS selectors: keep only what they match
+    drop: tuple[str, ...] = ()  # CSS selectors: remove what they match
+    ignore: tuple[str, ...] = ()  # regular expressions: remove matching text
+    text: bool | None = None  # HTML -> text; default: on when a filter above is set
+    whitespace: str = "ignore"  # "ignore": spacing and blank lines are not changes; "keep"
+    # Notifications (shared/notify.py): Apprise URLs; None means $NOTIFY_URLS, [] none.
+    notify: tuple[str, ...] | None = None
+    alert_after: int = 3  # consecutive failed checks before one alert
 
     def __post_init__(self):
         _check_type(self, "name", str)
@@ -33,12 +48,126 @@ class ScrapeJob:
         _check_type(self, "timeout", (int, float))
         if not 0 < self.timeout <= 600:
             raise ValueError(f"timeout {self.timeout!r} must be between 0 and 600 seconds")
+        for key in ("select", "drop", "ignore", "notify"):
+            _as_strings(self, key)
+        for selector in self.select + self.drop:
+            filters.check_selector(selector)
+        for pattern in self.ignore:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"key 'ignore': {pattern!r} is not a valid regular expression: {exc}") from None
+        if self.text is not None:
+            _check_type(self, "text", bool)
+        if self.whitespace not in filters.WHITESPACE_MODES:
+            raise ValueError(f"key 'whitespace' must be one of {', '.join(filters.WHITESPACE_MODES)}, not {self.whitespace!r}")
+        for url in self.notify or ():
+            if not re.match(r"^[a-z][a-z0-9+.-]*://", url):
+                raise ValueError("key 'notify' holds an entry that is not an Apprise URL (scheme://...)")
+            register_secrets(url)
+        _check_type(self, "alert_after", int)
+        if not 1 <= self.alert_after <= 10000:
+            raise ValueError(f"key 'alert_after' must be between 1 and 10000, not {self.alert_after}")
         if not re.match(r"^https?://[^/\s]+", self.url):
             raise ValueError(f"url {self.url!r} must be an http:// or https:// address")
 
 
+DEFAULT_REFRESH_SQL = "SELECT process_data()"
+REFRESH_MODES = ("carto", "carto3", "postgres")
+_CARTO_ONLY = ("username", "api_key", "sql_api_url", "base_url", "connection")
+
+
+@dataclass(frozen=True)
+class RefreshJob:
+    """One statement run on a schedule: through CARTO's SQL API (v2, or CARTO 3's v3) or
+    straight on PostgreSQL. Times are seconds."""
+    name: str
+    mode: str = "carto"  # carto | carto3 | postgres
+    sql: str = DEFAULT_REFRESH_SQL
+    username: str | None = None  # carto: the CARTO user (default endpoint, Batch API polls)
+    api_key: str | None = field(default=None, repr=False)  # carto: API key; carto3: access token
+    sql_api_url: str | None = None  # carto: full endpoint, default https://{username}.carto.com/api/v2/sql
+    base_url: str | None = None  # carto3: regional API base, e.g. https://gcp-us-east1.api.carto.com
+    connection: str | None = None  # carto3: the connection name
+    always_batch: bool = False  # carto/carto3: skip the synchronous call, run a Batch API job
+    database_url: str | None = field(default=None, repr=False)  # postgres: default $DATABASE_URL
+    statement_timeout: float = 300.0  # postgres: server-side cap on the statement
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0  # carto: one HTTP answer (CARTO's own sync limit is 5-25 s, v3's 60 s)
+    time_budget: float = 540.0  # everything, retries and batch polls included: fits a 10-minute run
+    every: str | None = None  # schedule (shared/schedule.py): "1d" (default), "1h", "10m"
+    at: str | None = None
+    cron: str | None = None  # AWS only
+
+    def __post_init__(self):
+        _check_type(self, "name", str)
+        if self.mode not in REFRESH_MODES:
+            raise ValueError(f"mode {self.mode!r} must be one of {', '.join(REFRESH_MODES)}")
+        _check_type(self, "sql", str)
+        if not self.sql.strip():
+            raise ValueError("key 'sql' is empty")
+        for key in _CARTO_ONLY + ("database_url",):
+            if getattr(self, key) is not None:
+                _check_type(self, key, str)
+        _check_type(self, "always_batch", bool)
+        for key in ("statement_timeout", "connect_timeout", "read_timeout", "time_budget"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"key {key!r} must be a positive number of seconds, not {value!r}")
+        if self.mode == "postgres":
+            for key in _CARTO_ONLY:
+                if getattr(self, key) is not None:
+                    raise ValueError(f"key {key!r} is for the CARTO modes, not mode 'postgres'")
+            return
+        if self.database_url is not None:
+            raise ValueError(f"key 'database_url' is for mode 'postgres', not mode {self.mode!r}")
+        if not self.api_key:
+            what = "the API key" if self.mode == "carto" else "the access token"
+            raise ValueError(f"missing required key 'api_key' ({what}; write it as \"${{VAR}}\" to keep it out of the file)")
+        if self.mode == "carto3":
+            if not self.base_url or not self.connection:
+                raise ValueError("mode 'carto3' needs keys 'base_url' and 'connection'")
+            _check_url(self, "base_url")
+            return
+        if self.sql_api_url is not None:
+            _check_url(self, "sql_api_url")
+        if self.username is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", self.username):
+            raise ValueError(f"username {self.username!r} is not a CARTO user name")
+        if not self.carto_user():
+            raise ValueError("missing required key 'username' (the CARTO user: it names the endpoint"
+                             " and signs Batch API polls)")
+
+    def carto_user(self) -> str | None:
+        """The CARTO user: `username`, or the one in sql_api_url (/user/NAME/ or NAME.carto.com)."""
+        if self.username:
+            return self.username
+        found = re.search(r"/user/([^/]+)/", self.sql_api_url or "") or \
+            re.match(r"^https?://([^./]+)\.carto(?:db)?\.com[:/]", self.sql_api_url or "")
+        return found.group(1) if found else None
+
+
+def _check_url(job, key: str) -> None:
+    value = getattr(job, key)
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{key} {value!r} must be an http:// or https:// address")
+    if "?" in value or "#" in value or "api_key" in value:
+        raise ValueError(f"{key} must be a plain endpoint: no query string (the API key goes in 'api_key')")
+
+
 # Which dataclass each top-level table kind builds; a new kind registers here.
-JOB_KINDS: dict[str, type] = {"scrape": ScrapeJob}
+JOB_KINDS: dict[str, type] = {"scrape": ScrapeJob, "refresh": RefreshJob}
+
+def _as_strings(job, key: str) -> None:
+    """A string or a list of strings, kept as a tuple (the dataclass is frozen)."""
+    value = getattr(job, key)
+    if value is None and key == "notify":
+        return
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"key {key!r} must be a string or a list of non-empty strings")
+    object.__setattr__(job, key, tuple(value))
+
 
 def _check_type(job, key: str, kind) -> None:
     value = getattr(job, key)
@@ -107,9 +236,17 @@ def build_job(kind: str, table: dict, where: str):
             continue
         values[key] = _expand(table[key], where, key)
     try:
-        return cls(**values)
+        job = cls(**values)
+        schedule_of(job)  # checks every/at/cron
+        return job
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def schedule_of(job) -> schedule.Schedule:
+    """When `job` runs (its every/at/cron keys, or its kind's default)."""
+    kind = next(k for k, cls in JOB_KINDS.items() if isinstance(job, cls))
+    return schedule.parse(job.every, job.at, job.cron, kind)
 
 
 def _expand(value, where: str, key: str):

@@ -7,13 +7,13 @@ its own transaction, so one failure loses nothing else.
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
 
-from shared import config, db, fetch, storage
+from shared import config, db, fetch, filters, notify, storage
 from shared.config import ScrapeJob
 
 logger = logging.getLogger(__name__)
@@ -27,13 +27,15 @@ class Result:
     name: str
     outcome: str  # new | unchanged | changed | duplicate | error
     reason: str | None = None
+    notice: str | None = None  # e.g. a notification that failed; the check itself is stored
 
     @property
     def failed(self) -> bool:
         return self.outcome == "error"
 
     def line(self) -> str:
-        return f"{self.name}: {self.outcome}" + (f": {self.reason}" if self.reason else "")
+        return (f"{self.name}: {self.outcome}" + (f": {self.reason}" if self.reason else "")
+                + (f" ({self.notice})" if self.notice else ""))
 
 
 def ensure_schema(con) -> None:
@@ -98,17 +100,38 @@ def _fetch_all(jobs: list[ScrapeJob], concurrency: int, per_host: int):
 
 
 def _store(con, job: ScrapeJob, at: datetime, page_or_error, run_key: str | None) -> Result:
+    check = None  # what the stored check means for notifications
     try:
-        if isinstance(page_or_error, fetch.FetchError):
+        if not isinstance(page_or_error, fetch.FetchError):
+            page_or_error = _filtered(job, page_or_error.text)
+        if isinstance(page_or_error, Exception):  # the fetch or the filters failed
             reason = str(page_or_error)
             logger.warning("%s: %s failed: %s", job.name, job.url, reason)
-            recorded = storage.record_failure(con, job.name, job.url, reason, at, run_key)
-            return Result(job.name, "error" if recorded else "duplicate", reason)
-        recorded = storage.record_check(con, job.name, job.url, page_or_error.text, at, run_key)
-        return Result(job.name, recorded.outcome)
+            failed = storage.record_failure(con, job.name, job.url, reason, at, run_key)
+            result = Result(job.name, "error" if failed else "duplicate", reason)
+            if failed:
+                check = notify.Check("error", at.isoformat(), error=reason,
+                                     streak_before=failed.previous_streak, streak=failed.streak)
+        else:
+            body = page_or_error
+            recorded = storage.record_check(con, job.name, job.url, body, at, run_key, filters.fingerprint(job))
+            result = Result(job.name, recorded.outcome)
+            check = notify.Check(recorded.outcome, at.isoformat(), body=body, previous_body=recorded.previous_body,
+                                 filters_changed=recorded.filters_changed, streak_before=recorded.previous_streak)
     except Exception as exc:  # a storage failure of one target must not stop the others
         logger.exception("%s: could not store the check", job.name)
         return Result(job.name, "error", f"storage failed: {exc}")
+    # The check is stored: a failed notification is reported, never undoes it.
+    notice = notify.after_check(job, check) if check else None
+    return replace(result, notice=notice) if notice else result
+
+
+def _filtered(job: ScrapeJob, page: str) -> str | filters.FilterError:
+    """The body to store, or why the job's filters could not be applied."""
+    try:
+        return filters.apply(job, page)
+    except filters.FilterError as exc:
+        return exc
 
 
 def resolve_jobs(names: list[str] | None = None, url: str | None = None, name: str | None = None) -> list[ScrapeJob]:

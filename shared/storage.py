@@ -14,6 +14,7 @@ from datetime import datetime
 
 SEGMENT_SIZE = 200  # timestamps per segment: 1.6 kB, small enough to stay out of TOAST
 RECENT_KEYS = 300  # run keys remembered per target: over two days of 10-minute runs
+ERROR_HISTORY = 2000  # failed checks remembered per target (for the report): two weeks of 10-minute runs
 
 MIGRATIONS = [
     # 1: targets, contents, segmented check times, and the seed-shaped view.
@@ -60,6 +61,20 @@ MIGRATIONS = [
                  WHERE s.content_id = c.id ORDER BY ts) AS seen_at
     FROM scrape_contents c JOIN scrape_targets t ON t.id = c.target_id;
     """,
+    # 2: filters and error history, for notifications and the report.
+    """
+    -- Fingerprint of the job's filter settings at its last successful check: a change of
+    -- body after the filters were edited is not a change of the page (no notification).
+    ALTER TABLE scrape_targets ADD COLUMN filters text;
+
+    -- One row per failed check (not a retry of the same run), the newest ERROR_HISTORY kept.
+    CREATE TABLE scrape_errors (
+        target_id int NOT NULL REFERENCES scrape_targets ON DELETE CASCADE,
+        at        timestamptz NOT NULL,
+        error     text NOT NULL
+    );
+    CREATE INDEX scrape_errors_target_at ON scrape_errors (target_id, at);
+    """,
 ]
 
 
@@ -90,53 +105,80 @@ def content_hash(body: str) -> bytes:
 class Recorded:
     outcome: str  # new | unchanged | changed | duplicate
     content_id: int | None = None
+    previous_body: str | None = None  # the content before, when changed (for the diff)
+    filters_changed: bool = False  # the filters differ from those of the previous check
+    previous_streak: int = 0  # consecutive failures before this check
 
 
-def record_check(con, name: str, url: str, body: str, at: datetime, key: str | None = None) -> Recorded:
-    """Store one successful check of target `name` in its own transaction."""
+@dataclass(frozen=True)
+class Failed:
+    streak: int  # consecutive failures, this one included
+    previous_streak: int  # before it; equal to `streak` when this retried the same run
+
+
+def record_check(con, name: str, url: str, body: str, at: datetime, key: str | None = None,
+                 filters: str | None = None) -> Recorded:
+    """Store one successful check of target `name` in its own transaction.
+
+    `filters` fingerprints the job's filter settings (None: not tracked)."""
     con.run("BEGIN")
     try:
-        target_id, last_content_id, duplicate = _lock_target(con, name, url, key)
-        if duplicate:
+        target = _lock_target(con, name, url, key)
+        if target.duplicate:
             con.run("ROLLBACK")
             return Recorded("duplicate")
-        content_id = con.run(RECORD_CHECK, target=target_id, hash=content_hash(body), body=body,
-                             at=at, key=key, keep=RECENT_KEYS, segment_size=SEGMENT_SIZE)[0][0]
+        content_id = con.run(RECORD_CHECK, target=target.id, hash=content_hash(body), body=body,
+                             at=at, key=key, keep=RECENT_KEYS, segment_size=SEGMENT_SIZE, filters=filters)[0][0]
+        changed = target.last_content_id is not None and content_id != target.last_content_id
+        previous_body = None
+        if changed:
+            previous_body = con.run("SELECT body FROM scrape_contents WHERE id = :id", id=target.last_content_id)[0][0]
         con.run("COMMIT")
     except Exception:
         con.run("ROLLBACK")
         raise
-    if last_content_id is None:
-        return Recorded("new", content_id)
-    return Recorded("unchanged" if content_id == last_content_id else "changed", content_id)
+    outcome = "new" if target.last_content_id is None else "changed" if changed else "unchanged"
+    filters_changed = filters is not None and target.filters != filters
+    return Recorded(outcome, content_id, previous_body, filters_changed, target.error_streak)
 
 
-def record_failure(con, name: str, url: str, error: str, at: datetime, key: str | None = None) -> bool:
-    """Note a failed check on its target; no content is stored. False if `key` was already recorded."""
+def record_failure(con, name: str, url: str, error: str, at: datetime, key: str | None = None) -> Failed | None:
+    """Note a failed check on its target; no content is stored. None if `key` was already recorded."""
     con.run("BEGIN")
     try:
-        target_id, _, duplicate = _lock_target(con, name, url, key)
-        if not duplicate:
-            con.run(RECORD_FAILURE, target=target_id, error=error, at=at, key=key)
+        target = _lock_target(con, name, url, key)
+        streak = None
+        if not target.duplicate:
+            streak = con.run(RECORD_FAILURE, target=target.id, error=error, at=at, key=key,
+                             keep=ERROR_HISTORY)[0][0]
         con.run("COMMIT")
     except Exception:
         con.run("ROLLBACK")
         raise
-    return not duplicate
+    return None if streak is None else Failed(streak, target.error_streak)
 
 
-def _lock_target(con, name: str, url: str, key: str | None):
+@dataclass(frozen=True)
+class _Target:
+    id: int
+    last_content_id: int | None
+    duplicate: bool  # this run key was already recorded
+    error_streak: int
+    filters: str | None
+
+
+def _lock_target(con, name: str, url: str, key: str | None) -> _Target:
     # ON CONFLICT DO UPDATE locks the target's row until commit, so runs of one target
     # take turns: no lost check, no duplicate content row, and the key test below is exact.
     row = con.run(
         """
         INSERT INTO scrape_targets (name, url) VALUES (:name, :url)
         ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url
-        RETURNING id, last_content_id, coalesce(:key = ANY(recent_keys), false)
+        RETURNING id, last_content_id, coalesce(:key = ANY(recent_keys), false), error_streak, filters
         """,
         name=name, url=url, key=key,
     )[0]
-    return row[0], row[1], row[2]
+    return _Target(*row)
 
 
 # Record one successful check: add the content if this target never had it, append the
@@ -159,6 +201,7 @@ UPDATE scrape_targets t SET
     last_content_id = content.id,
     last_ok_at = :at,
     error_streak = 0,
+    filters = coalesce(CAST(:filters AS text), t.filters),
     -- newest key first, the list trimmed to :keep entries
     recent_keys = CASE WHEN CAST(:key AS text) IS NULL THEN t.recent_keys
                        ELSE trim_array(CAST(:key AS text) || t.recent_keys,
@@ -168,12 +211,23 @@ FROM content WHERE t.id = :target
 RETURNING content.id
 """
 
-# A failure: keep the error and extend the streak, unless it is a retry of the same run.
+# A failure: keep the error and extend the streak, unless it is a retry of the same run;
+# a new failure also goes into the error history, trimmed to its newest :keep rows.
 RECORD_FAILURE = """
-UPDATE scrape_targets SET
-    error_streak = error_streak + CASE WHEN last_error_key = CAST(:key AS text) THEN 0 ELSE 1 END,
-    last_error = :error,
-    last_error_at = :at,
-    last_error_key = :key
-WHERE id = :target
+WITH target AS (
+    UPDATE scrape_targets SET
+        error_streak = error_streak + CASE WHEN last_error_key = CAST(:key AS text) THEN 0 ELSE 1 END,
+        last_error = :error,
+        last_error_at = :at,
+        last_error_key = :key
+    WHERE id = :target
+    RETURNING error_streak, (SELECT last_error_key FROM scrape_targets WHERE id = :target) AS old_key
+), logged AS (
+    INSERT INTO scrape_errors (target_id, at, error)
+    SELECT :target, :at, :error FROM target WHERE CAST(:key AS text) IS NULL OR old_key IS DISTINCT FROM CAST(:key AS text)
+), trimmed AS (
+    DELETE FROM scrape_errors WHERE target_id = :target AND at < (
+        SELECT at FROM scrape_errors WHERE target_id = :target ORDER BY at DESC OFFSET CAST(:keep AS int) - 1 LIMIT 1)
+)
+SELECT error_streak FROM target
 """
