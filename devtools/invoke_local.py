@@ -24,7 +24,8 @@ from pathlib import Path
 from devtools import localpg
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_EVENTS = {"scrape": "events/scheduler-scrape.json"}
+DEFAULT_EVENTS = {"scrape": "events/scheduler-scrape.json",
+                  "carto_refresh": "events/scheduler-carto_refresh.json"}
 
 
 def serve_demo_site() -> str:
@@ -38,6 +39,25 @@ def serve_demo_site() -> str:
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+
+def serve_carto_emulator(load_example: bool) -> tuple[str, str]:
+    """A CARTO SQL API emulator on loopback backed by $DATABASE_URL, with the bikeways example
+    loaded (idempotently) when asked; returns its SQL API endpoint and demo API key."""
+    from devtools.carto_emulator import CartoEmulator
+    from shared import db
+
+    if load_example:
+        con = db.connect()
+        try:
+            for name in ("schema.sql", "sample_data.sql"):
+                con.run((ROOT / "examples" / "bikeways" / name).read_text())
+        finally:
+            con.close()
+    key = "demo-master-key"
+    emulator = CartoEmulator(os.environ["DATABASE_URL"], {"demo": key})
+    emulator.start()
+    return emulator.sql_url("demo"), key
 
 
 def load_event(path: str, url: str | None) -> dict:
@@ -62,6 +82,9 @@ def main(argv=None) -> int:
     if not os.environ.get("JOBS_FILE"):
         os.environ["JOBS_FILE"] = str(ROOT / "events" / "jobs.demo.toml")
         os.environ["DEMO_URL"] = serve_demo_site()
+        # The demo file's [[refresh]] job needs these even when only scrape runs.
+        os.environ["DEMO_CARTO_SQL_API_URL"], os.environ["DEMO_CARTO_API_KEY"] = serve_carto_emulator(
+            load_example=args.function == "carto_refresh")
     event = load_event(args.event or DEFAULT_EVENTS.get(args.function, "events/manual.json"), args.url)
     print(f"event: {json.dumps(event)}", file=sys.stderr)
 
