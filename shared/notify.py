@@ -55,12 +55,13 @@ def register_secrets(url: str) -> None:
     log.add_secret(url)
     parts = urlsplit(url)
     log.add_secret(unquote(parts.password or ""))
-    # Tokens live in the path (slack://T/B/C, tgram://bottoken/chat) or the query (?token=).
-    for piece in parts.path.split("/") + [v for _, v in parse_qsl(parts.query)]:
-        if len(piece) >= 8 and re.search(r"\d", piece):
+    # Tokens sit anywhere: before the host (ntfy://token@), as the "host" (tgram://bot:token/chat),
+    # in the path (slack://T/B/C) or the query (?token=). A dotted host name is not one.
+    pieces = re.split(r"[:@]", parts.netloc) + parts.path.split("/") + [v for _, v in parse_qsl(parts.query)]
+    for piece in pieces:
+        host_name = piece.lower() == parts.hostname and "." in piece
+        if len(piece) >= 8 and re.search(r"\d", piece) and not host_name:
             log.add_secret(unquote(piece))
-    if parts.username and parts.password is None and len(parts.username) >= 8:
-        log.add_secret(unquote(parts.username))  # e.g. ntfy or pushover tokens before '@'
 
 
 def global_urls() -> tuple[str, ...]:
