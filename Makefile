@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 FUNCTION ?= scrape
 EVENT ?=
 
-.PHONY: venv test invoke-local bench bench-storage migrate db-stop clean
+.PHONY: venv test invoke-local bench bench-storage migrate db-stop clean build template deploy-aws heroku-schedule
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,19 @@ db-stop: venv
 
 clean:
 	rm -rf dist .pytest_cache
+
+## Both deploy artifacts from this source tree: dist/lambda.zip and dist/heroku.tar.gz.
+build: venv
+	$(PY) -m devtools.build lambda heroku
+
+## The CloudFormation template for the jobs file: dist/template.json.
+template: venv
+	$(PY) -m infra.template
+
+## Create or update the Lambda functions, schedules, roles and queue on AWS (boto3).
+deploy-aws: build
+	$(PY) -m infra.deploy $(DEPLOY_ARGS)
+
+## Print the Heroku Scheduler entries to paste into the dashboard.
+heroku-schedule: venv
+	$(PY) -m devtools.heroku_schedule

@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from shared import config, db, events, log, scrape
+from shared import config, db, events, log, scrape, secrets
 
 logger = logging.getLogger("scrape")
 
@@ -24,6 +24,7 @@ class ChecksFailed(RuntimeError):
 
 def handler(event, context):
     log.setup()
+    secrets.load()
     request = events.parse(event)
     jobs = scrape.resolve_jobs(request.jobs, request.url, request.name)
     results = scrape.run(jobs, run_key=request.run_key)

@@ -181,22 +181,35 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
+def jobs_source() -> str:
+    """Where the jobs come from, for messages: $JOBS_TOML or the jobs file's path."""
+    return "$JOBS_TOML" if os.environ.get("JOBS_TOML") else str(jobs_file_path())
+
+
 def jobs_file_path() -> Path:
     return Path(os.environ.get("JOBS_FILE") or DEFAULT_JOBS_FILE)
 
 
 def load_jobs(path: Path | None = None) -> dict[str, list]:
     """Read and validate the jobs file: {"scrape": [ScrapeJob, ...], ...}."""
-    path = path or jobs_file_path()
+    return parse_jobs(*_read_toml(path))
+
+
+def _read_toml(path: Path | None) -> tuple[dict, str]:
+    """The jobs as TOML data and where they came from: $JOBS_TOML (the jobs themselves in a
+    config var, so a Heroku Button deploy needs no commit), else the jobs file."""
+    if path is None and os.environ.get("JOBS_TOML"):
+        text, source = os.environ["JOBS_TOML"], "$JOBS_TOML"
+    else:
+        path = path or jobs_file_path()
+        try:
+            text, source = path.read_text(encoding="utf-8"), str(path)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: jobs file not found (set JOBS_FILE or create {DEFAULT_JOBS_FILE})") from None
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: jobs file not found (set JOBS_FILE or create {DEFAULT_JOBS_FILE})") from None
-    try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text), source
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_jobs(data, str(path))
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
 
 
 def parse_jobs(data: dict, source: str) -> dict[str, list]:
@@ -241,6 +254,25 @@ def build_job(kind: str, table: dict, where: str):
         return job
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_schedules(path: Path | None = None) -> list[tuple[str, str, schedule.Schedule]]:
+    """[(kind, job name, Schedule)] from the jobs file, for deploy tools: reads only names and
+    schedule keys, so the secrets that ${VAR}s name need not be set on the deploying machine."""
+    data, source = _read_toml(path)
+    found = []
+    for kind, tables in data.items():
+        if kind not in JOB_KINDS or not isinstance(tables, list):
+            raise ConfigError(f"{source}: unknown section [[{kind}]] (known: {', '.join(JOB_KINDS)})")
+        for index, table in enumerate(tables, 1):
+            name = table.get("name")
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise ConfigError(f"{source}: [[{kind}]] #{index}: missing or invalid key 'name'")
+            try:
+                found.append((kind, name, schedule.parse(table.get("every"), table.get("at"), table.get("cron"), kind)))
+            except schedule.ScheduleError as exc:
+                raise ConfigError(f"{source}: [[{kind}]] job {name!r}: {exc}") from None
+    return found
 
 
 def schedule_of(job) -> schedule.Schedule:
