@@ -140,8 +140,7 @@ def resolve_jobs(names: list[str] | None = None, url: str | None = None, name: s
         if names:
             raise config.ConfigError("give either a URL or job names, not both")
         return [config.build_job("scrape", {"name": name or _name_for(url), "url": url}, "ad-hoc target")]
-    path = config.jobs_file_path()
-    return config.select(config.load_jobs(path)["scrape"], names, "scrape", str(path))
+    return config.select(config.load_jobs()["scrape"], names, "scrape", config.jobs_source())
 
 
 def _name_for(url: str) -> str:
