@@ -194,11 +194,13 @@ class _Run:
 
     def call(self, method: str, url: str, what: str, **kwargs) -> dict:
         """One API call with its retries; the parsed JSON of a success."""
-        tries = 0
+        tries, self.problem = 0, None
         while True:
             tries += 1
             remaining = self.deadline - time.monotonic()
             if remaining <= 0.05:
+                if self.problem:
+                    self.give_up(tries - 1, self.problem)
                 raise CartoError(self.job.name, f"no time left for {what} (time budget used up)")
             timeout = (min(self.job.connect_timeout, remaining), min(self.job.read_timeout, remaining))
             try:
@@ -239,13 +241,16 @@ class _Run:
 
     def wait(self, seconds: float, problem: str, tries: int) -> None:
         """Sleep before the next try, or give up with the last problem if that passes the deadline."""
-        left = self.deadline - time.monotonic()
-        if seconds > left:
-            spent = time.monotonic() - self.started
-            raise CartoError(self.job.name, f"gave up after {tries} tries in {spent:.1f} s"
-                             f" ({left:.1f} s of the time budget left): {problem}")
+        if seconds > self.deadline - time.monotonic():
+            self.give_up(tries, problem)
+        self.problem = problem
         logger.warning("%s: %s; retrying in %.1f s", self.job.name, problem, seconds)
         time.sleep(seconds)
+
+    def give_up(self, tries: int, problem: str):
+        left, spent = self.deadline - time.monotonic(), time.monotonic() - self.started
+        raise CartoError(self.job.name, f"gave up after {tries} tries in {spent:.1f} s"
+                         f" ({max(0.0, left):.1f} s of the time budget left): {problem}")
 
 
 def _single_value(rows) -> str | None:

@@ -71,9 +71,9 @@ def job_from_env() -> RefreshJob:
     try:
         return RefreshJob(**table)
     except (TypeError, ValueError) as exc:
-        message = str(exc)
-        for var, key in ENV_KEYS.items():
-            message = message.replace(f"key {key!r}", var).replace(f"{key} ", f"{var} ", 1)
+        message = str(exc).replace(' write it as "${VAR}" to keep it out of the file', "").replace(";)", ")")
+        for var, key in ENV_KEYS.items():  # name the variables the user actually set
+            message = message.replace(f"key {key!r}", f"variable {var}").replace(f"{key} ", f"{var} ", 1)
         raise config.ConfigError(f"environment (job {ENV_JOB_NAME!r}): {message}") from None
 
 
