@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 FUNCTION ?= scrape
 EVENT ?=
 
-.PHONY: venv test invoke-local bench bench-storage migrate db-stop clean build template deploy-aws heroku-schedule
+.PHONY: venv test invoke-local report bench bench-storage migrate db-stop clean build template deploy-aws heroku-schedule
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ invoke-local: venv
 ## Create or migrate the schema of $$DATABASE_URL (Heroku runs this as its release phase).
 migrate: venv
 	$(PY) -m functions.migrate
+
+## History report per target (checks, changes, errors, missed runs, database size) [HTML=report.html].
+## Reads $$DATABASE_URL, else the local PostgreSQL that invoke-local uses (.local/pgdata).
+report: venv
+	DATABASE_URL="$${DATABASE_URL:-$$($(PY) -c "from devtools import localpg; print(localpg.ensure_server('.local/pgdata'))")}" \
+		$(PY) -m functions.report $(if $(HTML),--html '$(HTML)')
 
 ## Storage benchmark: cost of one check with 0 and with 100,000 recorded checks.
 bench-storage: venv
