@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from shared import config, db, events, log, refresh
+from shared import config, db, events, log, refresh, secrets
 
 logger = logging.getLogger("carto_refresh")
 
@@ -26,6 +26,7 @@ class RefreshFailed(RuntimeError):
 
 def handler(event, context):
     log.setup()
+    secrets.load()
     request = events.parse(event)
     if request.url:
         raise config.ConfigError("a refresh event names jobs ({\"job\": NAME}), not a url")
