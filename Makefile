@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 FUNCTION ?= scrape
 EVENT ?=
 
-.PHONY: venv test invoke-local report bench bench-storage migrate db-stop clean build template deploy-aws heroku-schedule
+.PHONY: venv test invoke-local carto-emulator report bench bench-storage migrate db-stop clean build template deploy-aws heroku-schedule
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ migrate: venv
 report: venv
 	DATABASE_URL="$${DATABASE_URL:-$$($(PY) -c "from devtools import localpg; print(localpg.ensure_server('.local/pgdata'))")}" \
 		$(PY) -m functions.report $(if $(HTML),--html '$(HTML)')
+
+## Serve the CARTO SQL API emulator on loopback over $$DATABASE_URL (else the local PostgreSQL).
+carto-emulator: venv
+	$(PY) -m devtools.carto_emulator $(if $(PORT),--port $(PORT))
 
 ## Storage benchmark: cost of one check with 0 and with 100,000 recorded checks.
 bench-storage: venv

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pg8000.native
@@ -114,14 +115,15 @@ class QueryResult:
 class CartoEmulator:
     def __init__(self, database_url: str, users: dict[str, str] | None = None, *,
                  regular_keys: dict[str, str] | None = None, v3_tokens: dict[str, str] | None = None,
-                 statement_timeout_ms: int = 5000, job_ttl: float = 7200.0, host: str = "127.0.0.1"):
+                 statement_timeout_ms: int = 5000, job_ttl: float = 7200.0, host: str = "127.0.0.1",
+                 port: int = 0):
         self.database_url = database_url
         self.users = dict(users or {"demo": "demo-master-key"})  # user -> master API key
         self.regular_keys = dict(regular_keys or {})  # key -> user; runs as the read-only role
         self.v3_tokens = dict(v3_tokens or {})  # token -> user
         self.statement_timeout_ms = statement_timeout_ms
         self.job_ttl = job_ttl
-        self.host = host
+        self.host, self.port = host, port
         self.requests: list[Captured] = []
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -137,7 +139,7 @@ class CartoEmulator:
         """Serve on a free loopback port (threads); return the base URL."""
         self._ensure_public_role()
         handler = type("Handler", (_Handler,), {"emulator": self})
-        self._server = ThreadingHTTPServer((self.host, 0), handler)
+        self._server = ThreadingHTTPServer((self.host, self.port), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="carto-emulator", daemon=True).start()
         threading.Thread(target=self._work_jobs, name="carto-emulator-batch", daemon=True).start()
@@ -619,9 +621,14 @@ def main(argv=None) -> int:
     parser.add_argument("--user", default="demo")
     parser.add_argument("--api-key", default="demo-master-key")
     parser.add_argument("--statement-timeout-ms", type=int, default=5000)
+    parser.add_argument("--port", type=int, default=0, help="default: a free one")
     args = parser.parse_args(argv)
-    emulator = CartoEmulator(os.environ.get("DATABASE_URL") or "", {args.user: args.api_key},
-                             statement_timeout_ms=args.statement_timeout_ms)
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        from devtools import localpg
+        database_url = localpg.ensure_server(Path(__file__).resolve().parent.parent / ".local" / "pgdata")
+    emulator = CartoEmulator(database_url, {args.user: args.api_key}, statement_timeout_ms=args.statement_timeout_ms,
+                             port=args.port)
     emulator.start()
     print(f"CARTO SQL API emulator: {emulator.sql_url(args.user)} (Ctrl-C stops it)")
     try:

@@ -44,16 +44,16 @@ class PostgresRefreshError(Exception):
 
 
 def resolve_jobs(names: list[str] | None = None) -> list[RefreshJob]:
-    """The jobs file's [[refresh]] jobs when it has any (JOBS_FILE, or ./jobs.toml if present);
-    otherwise the single job the CARTO_* environment variables describe."""
-    path = config.jobs_file_path()
-    if os.environ.get("JOBS_FILE") or path.exists():
-        jobs = config.load_jobs(path)["refresh"]
+    """The jobs file's [[refresh]] jobs when it has any ($JOBS_TOML, $JOBS_FILE, or ./jobs.toml
+    if present); otherwise the single job the CARTO_* environment variables describe."""
+    if os.environ.get("JOBS_TOML") or os.environ.get("JOBS_FILE") or config.jobs_file_path().exists():
+        source = config.jobs_source()
+        jobs = config.load_jobs()["refresh"]
         if jobs or not _env_configured():
             if not jobs:
-                raise config.ConfigError(f"{path}: no [[refresh]] job, and CARTO_USERNAME / CARTO_SQL_API_URL"
+                raise config.ConfigError(f"{source}: no [[refresh]] job, and CARTO_USERNAME / CARTO_SQL_API_URL"
                                          " are not set")
-            return _registered(config.select(jobs, names, "refresh", str(path)))
+            return _registered(config.select(jobs, names, "refresh", source))
     if not _env_configured():
         raise config.ConfigError("nothing to refresh: set CARTO_USERNAME and CARTO_API_KEY (or CARTO_SQL_API_URL"
                                  f" for another endpoint), or JOBS_FILE naming a file with [[refresh]] jobs")

@@ -24,6 +24,7 @@ def jobs_file(tmp_path, monkeypatch):
         path = tmp_path / "jobs.toml"
         path.write_text(text)
         monkeypatch.setenv("JOBS_FILE", str(path))
+        monkeypatch.delenv("JOBS_TOML", raising=False)
         return path
     return write
 
@@ -32,7 +33,7 @@ def jobs_file(tmp_path, monkeypatch):
 def no_config(tmp_path, monkeypatch):
     """No JOBS_FILE, no ./jobs.toml, no CARTO_* variables."""
     monkeypatch.chdir(tmp_path)
-    for var in ("JOBS_FILE", *refresh.ENV_KEYS):
+    for var in ("JOBS_FILE", "JOBS_TOML", *refresh.ENV_KEYS):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -90,6 +91,12 @@ def test_bad_jobs_file_exits_2_naming_job_and_key(jobs_file, monkeypatch, capsys
     jobs_file(text)
     code, out, err = cli(capsys)
     assert (code, out) == (2, "") and message in err
+
+
+def test_jobs_toml_variable_is_read(emulator, no_config, monkeypatch, capsys):
+    monkeypatch.setenv("JOBS_TOML", f'[[refresh]]\nname = "v"\nsql_api_url = "{emulator.sql_url()}"\napi_key = "{KEY}"\n')
+    code, out, _ = cli(capsys)
+    assert code == 0 and out.startswith("v: ok: ")
 
 
 def test_jobs_file_selection_and_exit_codes(emulator, jobs_file, capsys):
