@@ -44,7 +44,7 @@ carto-emulator: venv
 bench-storage: venv
 	$(PY) -m bench.storage
 
-bench: bench-storage
+bench: bench-storage bench-lambda
 
 ## Stop the local PostgreSQL that invoke-local started (its data stays in .local/).
 db-stop: venv
@@ -68,3 +68,8 @@ deploy-aws: build
 ## Print the Heroku Scheduler entries to paste into the dashboard.
 heroku-schedule: venv
 	$(PY) -m devtools.heroku_schedule
+
+## Lambda artifact budget: zip size and handler import time from the unpacked zip.
+bench-lambda: venv
+	$(PY) -m devtools.build lambda
+	$(PY) -m bench.lambda_artifact

@@ -42,6 +42,8 @@ TRIM = (
     "yaml/_yaml.*.so",  # PyYAML's optional C speed-up: it falls back to pure Python
     "apprise/assets/*",  # icons for desktop notifications (Windows, macOS, D-Bus)
     "apprise/i18n/*",  # translations of apprise's own messages: English is built in
+    "dateutil/zoneinfo/*.tar.gz",  # dateutil's own copy of the tz database: nothing here reads it
+    "charset_normalizer/*.so",  # mypyc speed-ups of md.py/cd.py, which remain and are used instead
 )
 PLATFORM_TAGS = {
     "x86_64": ["manylinux2014_x86_64", "manylinux_2_28_x86_64"],
@@ -49,11 +51,12 @@ PLATFORM_TAGS = {
 }
 
 
-def source_files(folder: Path):
-    """Every file under `folder` that belongs in an artifact, in a stable order."""
+def source_files(folder: Path, keep_all: bool = False):
+    """Every file under `folder` that belongs in an artifact (or, keep_all, every file), sorted."""
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
-        if path.is_file() and not SKIP_DIRS & set(rel.parts[:-1]) and not path.name.endswith(SKIP_SUFFIXES):
+        if path.is_file() and (keep_all or not SKIP_DIRS & set(rel.parts[:-1])
+                               and not path.name.endswith(SKIP_SUFFIXES)):
             yield path, rel
 
 
@@ -90,18 +93,69 @@ def build_lambda(out: Path = DIST / "lambda.zip") -> Path:
         staging = Path(tmp)
         install_dependencies(staging)
         trim(staging)
-        entries = [(rel.as_posix(), path) for path, rel in source_files(staging)]
+        # Clean the dependencies (no caches, no C sources) before our code joins them.
+        for path, rel in list(source_files(staging, keep_all=True)):
+            if (path, rel) not in set(source_files(staging)):
+                path.unlink()
         for package in CODE:
-            entries += [((Path(package) / rel).as_posix(), path) for path, rel in source_files(ROOT / package)]
-        entries += _jobs_file()
+            for path, rel in source_files(ROOT / package):
+                (staging / package / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, staging / package / rel)
+        for name, path in _jobs_file():
+            shutil.copyfile(path, staging / name)
+        compile_bytecode(staging)
         out.parent.mkdir(exist_ok=True)
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-            for name, path in sorted(entries):
-                info = zipfile.ZipInfo(name, FIXED_TIME)
+            for path, rel in source_files(staging, keep_all=True):
+                info = zipfile.ZipInfo(rel.as_posix(), FIXED_TIME)
                 info.external_attr = 0o100644 << 16  # regular file, rw-r--r--: Lambda only reads
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, path.read_bytes())
     return out
+
+
+# Run by the runtime's Python inside the staging folder: import the handlers, then compile
+# every module they loaded from the folder. Only those: what loads lazily (HTML parsing,
+# notifications) stays source, which keeps the zip small.
+_COMPILE_IMPORTED = """
+import importlib, py_compile, sys
+from pathlib import Path
+root = Path.cwd()
+for handler in sys.argv[1:]:
+    importlib.import_module(handler)
+for module in list(sys.modules.values()):
+    source = Path(getattr(module, "__file__", None) or "/")
+    if source.suffix == ".py" and root in source.parents:
+        rel = source.relative_to(root)
+        py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)),
+                           dfile=f"/var/task/{rel}", doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+"""
+
+
+def compile_bytecode(folder: Path) -> None:
+    """Ship .pyc files of what a cold start imports: /var/task is read-only, so without them
+    every cold start compiles those modules again. Hash-based pycs (no timestamps) keep the
+    build reproducible. Without an interpreter of the runtime's version: sources only."""
+    python = runtime_python()
+    if python is None:
+        print(f"note: no python{LAMBDA_PYTHON} here: lambda.zip ships without bytecode (slower cold starts)",
+              file=sys.stderr)
+        return
+    handlers = [f"{package}.{path.stem}" for package in ["functions"]
+                for path in sorted((folder / package).glob("*.py")) if path.stem != "__init__"]
+    subprocess.run([python, "-I", "-S", "-B", "-c", f"import sys; sys.path.insert(0, ''); {_COMPILE_IMPORTED}",
+                    *handlers], cwd=folder, check=True, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+
+
+def runtime_python() -> str | None:
+    """An interpreter of the Lambda runtime's Python version, if this machine has one."""
+    name = f"python{LAMBDA_PYTHON}"
+    on_path = shutil.which(name)
+    if on_path and "/shims/" not in on_path:  # a pyenv shim may refuse to run that version
+        return on_path
+    pyenv = sorted(Path.home().glob(f".pyenv/versions/{LAMBDA_PYTHON}*/bin/{name}"))
+    return str(pyenv[-1]) if pyenv else None
 
 
 def build_heroku(out: Path = DIST / "heroku.tar.gz") -> Path:

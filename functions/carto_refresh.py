@@ -8,7 +8,6 @@ Prints one line per job; exits 0 if every refresh succeeded, 1 if any failed, 2 
 or configuration.
 """
 
-import argparse
 import logging
 import os
 import sys
@@ -39,6 +38,8 @@ def handler(event, context):
 
 
 def main(argv=None) -> int:
+    import argparse  # here, not at the top: a Lambda cold start never needs it
+
     parser = argparse.ArgumentParser(prog="python -m functions.carto_refresh", description=__doc__.split("\n")[0])
     parser.add_argument("--job", action="append", metavar="NAME", help="run only this job (repeatable)")
     parser.add_argument("--time-budget", type=float, metavar="SECONDS", default=_env_budget(),

@@ -8,7 +8,6 @@ Prints one line per target; exits 0 if all were checked, 1 if any failed, 2 on b
 or configuration.
 """
 
-import argparse
 import logging
 import sys
 
@@ -37,6 +36,8 @@ def handler(event, context):
 
 
 def main(argv=None) -> int:
+    import argparse  # here, not at the top: a Lambda cold start never needs it
+
     parser = argparse.ArgumentParser(prog="python -m functions.scrape", description=__doc__.split("\n")[0])
     parser.add_argument("--job", action="append", metavar="NAME", help="check only this job (repeatable)")
     parser.add_argument("--url", help="check this one page instead of the jobs file")

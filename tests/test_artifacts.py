@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from glob import glob
 from pathlib import Path
 
 import boto3
@@ -45,15 +44,7 @@ CREATE OR REPLACE FUNCTION smoke_refresh() RETURNS void LANGUAGE sql AS
 """
 
 
-def runtime_python() -> str | None:
-    """An interpreter of the Lambda runtime's Python version (the zip's wheels are built for it)."""
-    name = f"python{build.LAMBDA_PYTHON}"
-    pyenv = sorted(glob(os.path.expanduser(f"~/.pyenv/versions/{build.LAMBDA_PYTHON}*/bin/{name}")))
-    on_path = shutil.which(name)
-    if on_path and "/shims/" not in on_path:  # a pyenv shim may refuse to run the version
-        return on_path
-    return pyenv[-1] if pyenv else None
-
+runtime_python = build.runtime_python
 
 needs_runtime_python = pytest.mark.skipif(runtime_python() is None,
                                           reason=f"no python{build.LAMBDA_PYTHON} on this machine")
