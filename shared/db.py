@@ -11,6 +11,7 @@ certificate checks, what Heroku asks for), verify-ca, verify-full.
 """
 
 import os
+import re
 import ssl
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -19,7 +20,7 @@ import pg8000.native
 
 from shared import NAME, log
 
-CONNECT_TIMEOUT = 30  # seconds for the socket: connect and every network read
+CONNECT_TIMEOUT = 30  # seconds to connect (reads then wait up to the statement timeout)
 STATEMENT_TIMEOUT = "60s"  # server-side cap per statement
 
 
@@ -107,9 +108,33 @@ def connect(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT) 
     else:
         kwargs.update(host=db.host, port=db.port, ssl_context=_ssl_context(db.sslmode))
     try:
-        return pg8000.native.Connection(**kwargs)
+        con = pg8000.native.Connection(**kwargs)
     except pg8000.native.DatabaseError as exc:
         message = exc.args[0].get("M") if exc.args and isinstance(exc.args[0], dict) else str(exc)
         raise ConnectionError(f"cannot connect to {db.safe()}: {log.redact(str(message))}") from None
     except (pg8000.native.InterfaceError, OSError) as exc:
         raise ConnectionError(f"cannot connect to {db.safe()}: {log.redact(str(exc))}") from None
+    limit = _seconds(statement_timeout)
+    set_read_timeout(con, limit + READ_MARGIN if limit else None)
+    return con
+
+
+READ_MARGIN = 15  # seconds the client waits beyond the server's statement timeout
+
+
+def set_read_timeout(con, seconds: float | None) -> None:
+    """pg8000 uses its connect timeout for every socket read too, which would cut a statement
+    short of its statement_timeout; after connecting, let reads wait as long as the server may.
+    (pg8000 exposes no setter: this is its socket, guarded in case that changes.)"""
+    sock = getattr(con, "_usock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
+
+
+def _seconds(postgres_interval: str) -> float:
+    """'60s', '1500ms', '5min', '0' -> seconds (0 means no limit)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*", str(postgres_interval))
+    if not match:
+        raise ValueError(f"statement timeout {postgres_interval!r} is not like 60s or 1500ms")
+    value, unit = float(match.group(1)), match.group(2) or "ms"  # PostgreSQL's default unit is ms
+    return value * {"ms": 0.001, "s": 1, "min": 60, "h": 3600}[unit]

@@ -137,10 +137,7 @@ def run_postgres(job: RefreshJob, deadline: float, timing: carto.Timing = carto.
     timeout = min(job.statement_timeout, max(0.1, deadline - time.monotonic()))
     try:
         con.run(f"SET statement_timeout = {int(timeout * 1000)}")
-        # shared.db's socket timeout (30 s per read) would cut a longer statement short.
-        sock = getattr(con, "_usock", None)
-        if sock is not None:
-            sock.settimeout(timeout + 10)
+        db.set_read_timeout(con, timeout + db.READ_MARGIN)
         answer = con.run(job.sql)
         rows, columns = con.row_count, con.columns
     except pg8000.native.DatabaseError as exc:

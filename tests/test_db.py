@@ -79,3 +79,13 @@ def test_log_lines_never_show_a_registered_secret():
         logging.getLogger().removeHandler(handler)
     assert "connecting with postgres://u:***@h/d" in stream.getvalue()
     assert "t0p-s3cret" not in stream.getvalue()
+
+
+def test_reads_wait_beyond_the_connect_timeout_up_to_the_statement_timeout(database_url, monkeypatch):
+    """A statement longer than the connect timeout still gets its answer."""
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT", 1)
+    con = db.connect(database_url, statement_timeout="5s")
+    try:
+        assert con.run("SELECT pg_sleep(2), 42")[0][1] == 42
+    finally:
+        con.close()
