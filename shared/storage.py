@@ -212,7 +212,8 @@ RETURNING content.id
 """
 
 # A failure: keep the error and extend the streak, unless it is a retry of the same run;
-# a new failure also goes into the error history, trimmed to its newest :keep rows.
+# a new failure also goes into the error history, trimmed to its newest :keep rows (the
+# DELETE sees the rows from before this INSERT, hence keep - 1 of them plus the new one).
 RECORD_FAILURE = """
 WITH target AS (
     UPDATE scrape_targets SET
@@ -227,7 +228,7 @@ WITH target AS (
     SELECT :target, :at, :error FROM target WHERE CAST(:key AS text) IS NULL OR old_key IS DISTINCT FROM CAST(:key AS text)
 ), trimmed AS (
     DELETE FROM scrape_errors WHERE target_id = :target AND at < (
-        SELECT at FROM scrape_errors WHERE target_id = :target ORDER BY at DESC OFFSET CAST(:keep AS int) - 1 LIMIT 1)
+        SELECT at FROM scrape_errors WHERE target_id = :target ORDER BY at DESC OFFSET greatest(CAST(:keep AS int) - 2, 0) LIMIT 1)
 )
 SELECT error_streak FROM target
 """

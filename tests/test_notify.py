@@ -160,7 +160,7 @@ notify = ["{smtp.url}", "{site["hook_url"]}"]
     assert "recovered after 6 failed checks" in hooks(site)[1][1]
 
 
-def test_a_retried_run_does_not_alert_twice(database_url, site, tmp_path, monkeypatch, capsys):
+def test_a_retried_run_does_not_alert_twice(database_url, db, site, tmp_path, monkeypatch, capsys):
     """Lambda may deliver one scheduled event twice: the same run key is one failure, one alert."""
     write_jobs(tmp_path, monkeypatch, f"""
 [[scrape]]
@@ -173,6 +173,8 @@ notify = ["{site["hook_url"]}"]
     for key in ("run-1", "run-2", "run-2", "run-2"):
         assert scrape_fn.main(["--run-key", key]) == 1
     assert [t for t, _ in hooks(site)] == ["agenda is failing"]
+    assert db.run("SELECT error_streak FROM scrape_targets")[0][0] == 2
+    assert db.run("SELECT count(*) FROM scrape_errors")[0][0] == 2  # the retries are not new failures
 
 
 def test_a_failed_notification_is_reported_and_loses_no_check(database_url, db, site, tmp_path, monkeypatch, capsys):

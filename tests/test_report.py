@@ -112,6 +112,15 @@ def test_a_stopped_watcher_shows_as_an_open_gap(db):
     assert "no run since 2016-04-06 23:50 UTC: 37 runs missed" in report.text(result)
 
 
+def test_error_history_keeps_the_newest_failures(db, monkeypatch):
+    scrape.ensure_schema(db)
+    monkeypatch.setattr(storage, "ERROR_HISTORY", 3)
+    for minute in range(5):
+        failed = storage.record_failure(db, "t", "http://x/", f"error {minute}", at(4, 0, minute))
+    assert (failed.previous_streak, failed.streak) == (4, 5)
+    assert [r[0] for r in db.run("SELECT error FROM scrape_errors ORDER BY at")] == ["error 2", "error 3", "error 4"]
+
+
 @pytest.fixture
 def page(httpserver):
     state = {"items": "<li>one</li>", "status": 200}
