@@ -29,6 +29,7 @@ class ScrapeJob:
     name: str
     url: str
     timeout: float = 30.0  # seconds for the whole fetch, body included
+    conditional: bool = True  # send If-None-Match/If-Modified-Since; a 304 is an unchanged check
     every: str | None = None  # schedule (shared/schedule.py): "10m" (default), "1h", "1d"
     at: str | None = None
     cron: str | None = None  # AWS only
@@ -46,6 +47,7 @@ class ScrapeJob:
         _check_type(self, "name", str)
         _check_type(self, "url", str)
         _check_type(self, "timeout", (int, float))
+        _check_type(self, "conditional", bool)
         if not 0 < self.timeout <= 600:
             raise ValueError(f"timeout {self.timeout!r} must be between 0 and 600 seconds")
         for key in ("select", "drop", "ignore", "notify"):

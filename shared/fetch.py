@@ -26,10 +26,11 @@ class FetchError(Exception):
 @dataclass(frozen=True)
 class Page:
     url: str  # final URL after redirects
-    status: int
+    status: int  # 200..299, or 304 for an unchanged page (no text)
     text: str
     etag: str | None = None
     last_modified: str | None = None
+    redirected: bool = False
 
 
 def new_session() -> requests.Session:
@@ -76,6 +77,7 @@ def fetch(
                 text=raw.decode(encoding, errors="replace").replace("\x00", ""),
                 etag=response.headers.get("ETag"),
                 last_modified=response.headers.get("Last-Modified"),
+                redirected=bool(response.history),
             )
     except FetchError:
         raise

@@ -75,6 +75,12 @@ MIGRATIONS = [
     );
     CREATE INDEX scrape_errors_target_at ON scrape_errors (target_id, at);
     """,
+    # 3: validators for conditional requests.
+    """
+    -- ETag and Last-Modified of the last successful answer, sent back as If-None-Match and
+    -- If-Modified-Since: a 304 then counts as an unchanged check and carries no body.
+    ALTER TABLE scrape_targets ADD COLUMN etag text, ADD COLUMN last_modified text;
+    """,
 ]
 
 
@@ -102,6 +108,21 @@ def content_hash(body: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class Check:
+    """One check to store: a fetched (and filtered) body, a 304 (the content of the last check,
+    seen again), or an error."""
+    name: str
+    url: str
+    at: datetime
+    body: str | None = None
+    error: str | None = None
+    not_modified: bool = False
+    filters: str | None = None  # fingerprint of the job's filters (None: not tracked)
+    etag: str | None = None  # validators for the next conditional request
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
 class Recorded:
     outcome: str  # new | unchanged | changed | duplicate
     content_id: int | None = None
@@ -116,46 +137,99 @@ class Failed:
     previous_streak: int  # before it; equal to `streak` when this retried the same run
 
 
+@dataclass(frozen=True)
+class TargetState:
+    """What the next check of a target needs to know before fetching."""
+    has_content: bool
+    recorded: bool  # the run key is already recorded
+    filters: str | None
+    etag: str | None
+    last_modified: str | None
+
+
+def target_states(con, names: list[str], key: str | None) -> dict[str, TargetState]:
+    """One query for a whole run: which targets are done for this run key, and their validators."""
+    rows = con.run(
+        """
+        SELECT name, last_content_id IS NOT NULL, coalesce(CAST(:key AS text) = ANY(recent_keys), false),
+               filters, etag, last_modified
+        FROM scrape_targets WHERE name = ANY(CAST(:names AS text[]))
+        """, names=names, key=key) if names else []
+    return {row[0]: TargetState(*row[1:]) for row in rows}
+
+
 def record_check(con, name: str, url: str, body: str, at: datetime, key: str | None = None,
                  filters: str | None = None) -> Recorded:
-    """Store one successful check of target `name` in its own transaction.
-
-    `filters` fingerprints the job's filter settings (None: not tracked)."""
-    con.run("BEGIN")
-    try:
-        target = _lock_target(con, name, url, key)
-        if target.duplicate:
-            con.run("ROLLBACK")
-            return Recorded("duplicate")
-        content_id = con.run(RECORD_CHECK, target=target.id, hash=content_hash(body), body=body,
-                             at=at, key=key, keep=RECENT_KEYS, segment_size=SEGMENT_SIZE, filters=filters)[0][0]
-        changed = target.last_content_id is not None and content_id != target.last_content_id
-        previous_body = None
-        if changed:
-            previous_body = con.run("SELECT body FROM scrape_contents WHERE id = :id", id=target.last_content_id)[0][0]
-        con.run("COMMIT")
-    except Exception:
-        con.run("ROLLBACK")
-        raise
-    outcome = "new" if target.last_content_id is None else "changed" if changed else "unchanged"
-    filters_changed = filters is not None and target.filters != filters
-    return Recorded(outcome, content_id, previous_body, filters_changed, target.error_streak)
+    """Store one successful check of target `name` in its own transaction."""
+    return record_batch(con, [Check(name, url, at, body=body, filters=filters)], key)[0]
 
 
 def record_failure(con, name: str, url: str, error: str, at: datetime, key: str | None = None) -> Failed | None:
     """Note a failed check on its target; no content is stored. None if `key` was already recorded."""
+    return record_batch(con, [Check(name, url, at, error=error)], key)[0]
+
+
+def record_batch(con, checks: list[Check], key: str | None = None) -> list[Recorded | Failed | None]:
+    """Store many checks (of distinct targets) in one transaction, in at most six round trips
+    whatever their number. Returns, per check: Recorded for a success (outcome "duplicate" if
+    `key` was already recorded), Failed for a failure, None for an already recorded failure."""
     con.run("BEGIN")
     try:
-        target = _lock_target(con, name, url, key)
-        streak = None
-        if not target.duplicate:
-            streak = con.run(RECORD_FAILURE, target=target.id, error=error, at=at, key=key,
-                             keep=ERROR_HISTORY)[0][0]
+        results = _record_batch(con, checks, key)
         con.run("COMMIT")
     except Exception:
         con.run("ROLLBACK")
         raise
-    return None if streak is None else Failed(streak, target.error_streak)
+    return results
+
+
+def _record_batch(con, checks: list[Check], key: str | None) -> list:
+    targets = {row[1]: _Target(row[0], *row[2:]) for row in con.run(
+        LOCK_TARGETS, names=[c.name for c in checks], urls=[c.url for c in checks], key=key)}
+    ok = [c for c in checks if c.error is None and not targets[c.name].duplicate]
+    failed = [c for c in checks if c.error is not None and not targets[c.name].duplicate]
+    content_of = {}
+    if ok:
+        # A 304 from a target with no content yet cannot be recorded: scrape.py never sends
+        # validators for such a target, so this would be a bug, and the batch fails loudly.
+        rows = con.run(
+            RECORD_CHECKS,
+            targets=[targets[c.name].id for c in ok],
+            hashes=[None if c.not_modified else content_hash(c.body) for c in ok],
+            bodies=[None if c.not_modified else c.body for c in ok],
+            ats=[c.at for c in ok],
+            same=[targets[c.name].last_content_id if c.not_modified else 0 for c in ok],
+            filters=[c.filters for c in ok], etags=[c.etag for c in ok], modifieds=[c.last_modified for c in ok],
+            key=key, keep=RECENT_KEYS, segment_size=SEGMENT_SIZE)
+        content_of = dict(rows)
+        if len(content_of) != len(ok):
+            raise RuntimeError(f"recorded {len(content_of)} of {len(ok)} checks")
+    retries = {c.name for c in failed if key is not None and targets[c.name].last_error_key == key}
+    if failed:
+        con.run(RECORD_FAILURES, targets=[targets[c.name].id for c in failed], errors=[c.error for c in failed],
+                ats=[c.at for c in failed], new=[c.name not in retries for c in failed], key=key, keep=ERROR_HISTORY)
+    changed_from = {targets[c.name].last_content_id for c in ok if targets[c.name].last_content_id is not None
+                    and content_of[targets[c.name].id] != targets[c.name].last_content_id}
+    previous_bodies = dict(con.run("SELECT id, body FROM scrape_contents WHERE id = ANY(CAST(:ids AS int[]))",
+                                   ids=sorted(changed_from))) if changed_from else {}
+    results = []
+    for c in checks:
+        target = targets[c.name]
+        if target.duplicate:
+            results.append(Recorded("duplicate") if c.error is None else None)
+        elif c.error is not None:
+            retry = c.name in retries
+            results.append(Failed(target.error_streak + (0 if retry else 1), target.error_streak))
+        else:
+            content_id = content_of[target.id]
+            if target.last_content_id is None:
+                outcome = "new"
+            else:
+                outcome = "unchanged" if content_id == target.last_content_id else "changed"
+            results.append(Recorded(
+                outcome, content_id, previous_bodies.get(target.last_content_id) if outcome == "changed" else None,
+                c.filters is not None and target.filters != c.filters, target.error_streak))
+    return results
 
 
 @dataclass(frozen=True)
@@ -165,70 +239,89 @@ class _Target:
     duplicate: bool  # this run key was already recorded
     error_streak: int
     filters: str | None
+    last_error_key: str | None
 
 
-def _lock_target(con, name: str, url: str, key: str | None) -> _Target:
-    # ON CONFLICT DO UPDATE locks the target's row until commit, so runs of one target
-    # take turns: no lost check, no duplicate content row, and the key test below is exact.
-    row = con.run(
-        """
-        INSERT INTO scrape_targets (name, url) VALUES (:name, :url)
-        ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url
-        RETURNING id, last_content_id, coalesce(:key = ANY(recent_keys), false), error_streak, filters
-        """,
-        name=name, url=url, key=key,
-    )[0]
-    return _Target(*row)
+# Create missing targets and lock all of them until commit, so runs of one target take
+# turns: no lost check, no duplicate content row, and the run-key test is exact. Sorting by
+# name gives every run the same lock order, so two runs never deadlock.
+LOCK_TARGETS = """
+INSERT INTO scrape_targets (name, url)
+SELECT name, url FROM unnest(CAST(:names AS text[]), CAST(:urls AS text[])) AS i(name, url) ORDER BY name
+ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url
+RETURNING id, name, last_content_id, coalesce(CAST(:key AS text) = ANY(recent_keys), false),
+          error_streak, filters, last_error_key
+"""
 
-
-# Record one successful check: add the content if this target never had it, append the
-# check time to the content's newest segment, and point the target at the content.
-RECORD_CHECK = """
-WITH content AS (
+# Record successful checks: add each content its target never had (or, for a 304, take the
+# target's last content), append the check time to the content's newest segment, and point
+# the target at it. `same` is the last content's id for a 304, 0 otherwise.
+RECORD_CHECKS = """
+WITH input AS (
+    SELECT * FROM unnest(CAST(:targets AS int[]), CAST(:hashes AS bytea[]), CAST(:bodies AS text[]),
+                         CAST(:ats AS timestamptz[]), CAST(:same AS int[]), CAST(:filters AS text[]),
+                         CAST(:etags AS text[]), CAST(:modifieds AS text[]))
+        AS i(target_id, hash, body, at, same, filters, etag, last_modified)
+), fetched AS (
     INSERT INTO scrape_contents AS c (target_id, hash, body, checks, first_seen, last_seen)
-    VALUES (:target, :hash, :body, 1, :at, :at)
+    SELECT target_id, hash, body, 1, at, at FROM input WHERE same = 0
     ON CONFLICT (target_id, hash) DO UPDATE
         SET checks = c.checks + 1, last_seen = EXCLUDED.last_seen
-    RETURNING id, checks
+    RETURNING id, target_id, checks
+), not_modified AS (
+    UPDATE scrape_contents c SET checks = c.checks + 1, last_seen = input.at
+    FROM input WHERE c.id = input.same
+    RETURNING c.id, c.target_id, c.checks
+), content AS (
+    SELECT * FROM fetched UNION ALL SELECT * FROM not_modified
 ), seen AS (
     INSERT INTO scrape_seen AS s (content_id, segment, seen_at)
-    SELECT id, (checks - 1) / CAST(:segment_size AS int), ARRAY[CAST(:at AS timestamptz)] FROM content
+    SELECT content.id, (content.checks - 1) / CAST(:segment_size AS int), ARRAY[input.at]
+    FROM content JOIN input USING (target_id)
     ON CONFLICT (content_id, segment) DO UPDATE SET seen_at = s.seen_at || EXCLUDED.seen_at
 )
 UPDATE scrape_targets t SET
     last_changed_at = CASE WHEN t.last_content_id IS DISTINCT FROM content.id
-                           THEN CAST(:at AS timestamptz) ELSE t.last_changed_at END,
+                           THEN input.at ELSE t.last_changed_at END,
     last_content_id = content.id,
-    last_ok_at = :at,
+    last_ok_at = input.at,
     error_streak = 0,
-    filters = coalesce(CAST(:filters AS text), t.filters),
+    filters = coalesce(input.filters, t.filters),
+    -- a 304 may omit the validators: keep the ones it answered
+    etag = CASE WHEN input.same = 0 THEN input.etag ELSE coalesce(input.etag, t.etag) END,
+    last_modified = CASE WHEN input.same = 0 THEN input.last_modified
+                         ELSE coalesce(input.last_modified, t.last_modified) END,
     -- newest key first, the list trimmed to :keep entries
     recent_keys = CASE WHEN CAST(:key AS text) IS NULL THEN t.recent_keys
                        ELSE trim_array(CAST(:key AS text) || t.recent_keys,
                                        greatest(0, cardinality(t.recent_keys) + 1 - :keep))
                   END
-FROM content WHERE t.id = :target
-RETURNING content.id
+FROM content JOIN input USING (target_id)
+WHERE t.id = content.target_id
+RETURNING t.id, content.id
 """
 
-# A failure: keep the error and extend the streak, unless it is a retry of the same run;
-# a new failure also goes into the error history, trimmed to its newest :keep rows (the
-# DELETE sees the rows from before this INSERT, hence keep - 1 of them plus the new one).
-RECORD_FAILURE = """
-WITH target AS (
-    UPDATE scrape_targets SET
-        error_streak = error_streak + CASE WHEN last_error_key = CAST(:key AS text) THEN 0 ELSE 1 END,
-        last_error = :error,
-        last_error_at = :at,
+# Record failures: keep each error and extend its target's streak, unless it retries the
+# same run (`new` false); a new failure also goes into the error history, trimmed to the
+# newest :keep rows per target (the DELETE sees the rows from before this INSERT).
+RECORD_FAILURES = """
+WITH input AS (
+    SELECT * FROM unnest(CAST(:targets AS int[]), CAST(:errors AS text[]), CAST(:ats AS timestamptz[]),
+                         CAST(:new AS boolean[])) AS i(target_id, error, at, new)
+), target AS (
+    UPDATE scrape_targets t SET
+        error_streak = t.error_streak + CASE WHEN input.new THEN 1 ELSE 0 END,
+        last_error = input.error,
+        last_error_at = input.at,
         last_error_key = :key
-    WHERE id = :target
-    RETURNING error_streak, (SELECT last_error_key FROM scrape_targets WHERE id = :target) AS old_key
+    FROM input WHERE t.id = input.target_id
 ), logged AS (
     INSERT INTO scrape_errors (target_id, at, error)
-    SELECT :target, :at, :error FROM target WHERE CAST(:key AS text) IS NULL OR old_key IS DISTINCT FROM CAST(:key AS text)
-), trimmed AS (
-    DELETE FROM scrape_errors WHERE target_id = :target AND at < (
-        SELECT at FROM scrape_errors WHERE target_id = :target ORDER BY at DESC OFFSET greatest(CAST(:keep AS int) - 2, 0) LIMIT 1)
+    SELECT target_id, at, error FROM input WHERE new
 )
-SELECT error_streak FROM target
+DELETE FROM scrape_errors e USING (
+    SELECT target_id, at, row_number() OVER (PARTITION BY target_id ORDER BY at DESC) AS newer
+    FROM scrape_errors WHERE target_id IN (SELECT target_id FROM input WHERE new)
+) old
+WHERE e.target_id = old.target_id AND e.at = old.at AND old.newer >= CAST(:keep AS int)
 """
