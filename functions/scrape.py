@@ -3,6 +3,7 @@
     python -m functions.scrape                      # every [[scrape]] job in $JOBS_FILE
     python -m functions.scrape --job a --job b      # some of them
     python -m functions.scrape --url URL [--name N] # one ad-hoc page
+    python -m functions.scrape --shard 2/4          # a quarter of the jobs (one of 4 machines)
 
 Prints one line per target; exits 0 if all were checked, 1 if any failed, 2 on bad usage
 or configuration.
@@ -11,7 +12,7 @@ or configuration.
 import logging
 import sys
 
-from shared import config, db, events, log, scrape, secrets
+from shared import config, db, events, log, scrape, secrets, shard
 
 logger = logging.getLogger("scrape")
 
@@ -43,12 +44,15 @@ def main(argv=None) -> int:
     parser.add_argument("--url", help="check this one page instead of the jobs file")
     parser.add_argument("--name", help="name to store an ad-hoc --url under (default: from the URL)")
     parser.add_argument("--run-key", help="idempotency key: a second run with the same key records nothing")
+    parser.add_argument("--shard", metavar="I/N", help="check only shard I of N of the jobs (stable by job name)")
+    parser.add_argument("--concurrency", type=int, help=f"parallel fetches (default: $SCRAPE_CONCURRENCY or {scrape.CONCURRENCY})")
     args = parser.parse_args(argv)
     log.setup()
     try:
-        jobs = scrape.resolve_jobs(args.job, args.url, args.name)
-        results = scrape.run(jobs, run_key=args.run_key)
-    except (config.ConfigError, db.DatabaseConfigError) as exc:
+        shard_spec = shard.parse(args.shard) if args.shard else None
+        jobs = scrape.resolve_jobs(args.job, args.url, args.name, shard_spec)
+        results = scrape.run(jobs, run_key=args.run_key, concurrency=args.concurrency)
+    except (config.ConfigError, db.DatabaseConfigError, shard.ShardError) as exc:
         print(f"error: {log.redact(str(exc))}", file=sys.stderr)
         return 2
     except ConnectionError as exc:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
 
-from shared import config, db, fetch, filters, notify, storage
+from shared import config, db, fetch, filters, notify, shard, storage
 from shared.config import ScrapeJob
 
 logger = logging.getLogger(__name__)
@@ -190,13 +190,16 @@ def _result(job: ScrapeJob, check: storage.Check, stored) -> Result:
     return replace(result, notice=notice) if notice else result
 
 
-def resolve_jobs(names: list[str] | None = None, url: str | None = None, name: str | None = None) -> list[ScrapeJob]:
-    """The targets of a run: one ad-hoc URL, or jobs from the jobs file (all, or those named)."""
+def resolve_jobs(names: list[str] | None = None, url: str | None = None, name: str | None = None,
+                 shard_spec: tuple[int, int] | None = None) -> list[ScrapeJob]:
+    """The targets of a run: one ad-hoc URL, or jobs from the jobs file (all, or those named),
+    optionally only shard I of N of them."""
     if url:
-        if names:
-            raise config.ConfigError("give either a URL or job names, not both")
+        if names or shard_spec:
+            raise config.ConfigError("give either a URL or job names / a shard, not both")
         return [config.build_job("scrape", {"name": name or _name_for(url), "url": url}, "ad-hoc target")]
-    return config.select(config.load_jobs()["scrape"], names, "scrape", config.jobs_source())
+    jobs = config.select(config.load_jobs()["scrape"], names, "scrape", config.jobs_source())
+    return shard.select(jobs, *shard_spec) if shard_spec else jobs
 
 
 def _name_for(url: str) -> str:
