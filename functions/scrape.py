@@ -25,9 +25,10 @@ class ChecksFailed(RuntimeError):
 def handler(event, context):
     log.setup()
     secrets.load()
-    request = events.parse(event)
-    jobs = scrape.resolve_jobs(request.jobs, request.url, request.name)
-    results = scrape.run(jobs, run_key=request.run_key)
+    results = []
+    for request in events.parse_all(event):  # one, or one per SQS record from the dispatcher
+        jobs = scrape.resolve_jobs(request.jobs, request.url, request.name)
+        results += scrape.run(jobs, run_key=request.run_key)
     for result in results:
         logger.info(result.line())
     failed = [r.line() for r in results if r.failed]

@@ -42,10 +42,25 @@ def put_secrets(ssm) -> list[str]:
     return stored
 
 
-def ensure_queue(sqs) -> str:
-    url = sqs.create_queue(QueueName=f"{plan.STACK}-dead-letters",
-                           Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
-    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+def ensure_queue(sqs, name: str, attributes: dict) -> tuple[str, str]:
+    """(url, arn) of the queue, created or brought to `attributes`."""
+    try:
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    except ClientError as error:
+        if not _exists(error, "QueueAlreadyExists", "QueueNameExists"):
+            raise
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def ensure_work_queue_mapping(lam, queue_arn: str, function_name: str) -> None:
+    settings = dict(BatchSize=1, ScalingConfig={"MaximumConcurrency": plan.SHARDS_AT_ONCE})
+    found = lam.list_event_source_mappings(EventSourceArn=queue_arn, FunctionName=function_name)["EventSourceMappings"]
+    if found:
+        lam.update_event_source_mapping(UUID=found[0]["UUID"], FunctionName=function_name, **settings)
+    else:
+        lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=function_name, **settings)
 
 
 def ensure_role(iam, name: str, service: str, policy: dict) -> str:
@@ -59,11 +74,12 @@ def ensure_role(iam, name: str, service: str, policy: dict) -> str:
     return arn
 
 
-def ensure_function(lam, spec: plan.FunctionSpec, role_arn: str, queue_arn: str, code: bytes) -> str:
+def ensure_function(lam, spec: plan.FunctionSpec, role_arn: str, queue_arn: str, code: bytes,
+                    work_queue_url: str) -> str:
     settings = dict(
         Runtime=plan.RUNTIME, Handler=spec.handler, Role=role_arn, Timeout=spec.timeout,
         MemorySize=spec.memory,
-        Environment={"Variables": {"JOBS_FILE": "jobs.toml", "SECRETS_SSM_PATH": plan.SECRETS_PATH}},
+        Environment={"Variables": plan.environment(spec, work_queue_url)},
         DeadLetterConfig={"TargetArn": queue_arn},
     )
     try:
@@ -123,7 +139,11 @@ def deploy(zip_path: Path, secrets_from_env: bool = False, session=None) -> dict
     summary = {}
     if secrets_from_env:
         summary["secrets"] = put_secrets(session.client("ssm"))
-    queue_arn = ensure_queue(session.client("sqs"))
+    sqs = session.client("sqs")
+    _, queue_arn = ensure_queue(sqs, f"{plan.STACK}-dead-letters", {"MessageRetentionPeriod": "1209600"})
+    work_url, work_arn = ensure_queue(sqs, plan.WORK_QUEUE, {
+        "VisibilityTimeout": str(plan.WORK_VISIBILITY),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": queue_arn, "maxReceiveCount": plan.WORK_RECEIVES})})
     iam = session.client("iam")
     function_role = ensure_role(iam, f"{plan.STACK}-functions", "lambda.amazonaws.com", {
         "Version": "2012-10-17", "Statement": [
@@ -132,10 +152,14 @@ def deploy(zip_path: Path, secrets_from_env: bool = False, session=None) -> dict
                           for f in plan.FUNCTIONS.values()]},
             {"Effect": "Allow", "Action": ["ssm:GetParametersByPath"],
              "Resource": f"arn:aws:ssm:{region}:{account}:parameter{plan.SECRETS_PATH.rstrip('/')}"},
-            {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": queue_arn},
+            {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": [queue_arn, work_arn]},
+            {"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+             "Resource": work_arn},
         ]})
-    function_arns = {kind: ensure_function(session.client("lambda"), spec, function_role, queue_arn, code)
+    lam = session.client("lambda")
+    function_arns = {kind: ensure_function(lam, spec, function_role, queue_arn, code, work_url)
                      for kind, spec in plan.FUNCTIONS.items()}
+    ensure_work_queue_mapping(lam, work_arn, plan.FUNCTIONS["scrape"].name)
     scheduler_role = ensure_role(iam, f"{plan.STACK}-scheduler", "scheduler.amazonaws.com", {
         "Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": ["lambda:InvokeFunction"], "Resource": sorted(function_arns.values())},
@@ -143,7 +167,7 @@ def deploy(zip_path: Path, secrets_from_env: bool = False, session=None) -> dict
         ]})
     created, deleted = ensure_schedules(session.client("scheduler"), schedules, function_arns, scheduler_role, queue_arn)
     summary.update(functions=sorted(function_arns), schedules=created, deleted_schedules=deleted,
-                   dead_letter_queue=queue_arn)
+                   dead_letter_queue=queue_arn, work_queue=work_arn)
     return summary
 
 

@@ -31,36 +31,64 @@ class FunctionSpec:
 @dataclass(frozen=True)
 class ScheduleSpec:
     name: str  # schedule name, unique in the stack's schedule group
-    job: str
     function: FunctionSpec
     expression: str
     max_event_age: int  # seconds: a run older than the next one is not worth delivering
+    payload: tuple  # ("job", name) or ("schedule", expression): what the function is asked to run
 
     @property
     def input(self) -> str:
         # Scheduler replaces the placeholder with the run's scheduled time: the idempotency key.
-        return json.dumps({"job": self.job, "scheduled_time": "<aws.scheduler.scheduled-time>"})
+        key, value = self.payload
+        return json.dumps({key: value, "scheduled_time": "<aws.scheduler.scheduled-time>"})
 
 
 FUNCTIONS = {
     # A 10-minute job must finish inside its window; a refresh may poll a Batch API job.
     "scrape": FunctionSpec("scrape", f"{STACK}-scrape", "functions.scrape.handler", 540, 512),
     "refresh": FunctionSpec("refresh", f"{STACK}-carto_refresh", "functions.carto_refresh.handler", 900, 256),
+    # Splits a large scrape schedule into shards on the work queue (shared/dispatch.py).
+    "dispatch": FunctionSpec("dispatch", f"{STACK}-dispatch", "functions.dispatch.handler", 60, 256),
 }
+# More scrape jobs than this on one schedule: one dispatcher schedule and queued shards
+# instead of one schedule (and one invocation) per job.
+DISPATCH_THRESHOLD = int(os.environ.get("DISPATCH_THRESHOLD", "100"))
+WORK_QUEUE = f"{STACK}-scrape-shards"
+SHARDS_AT_ONCE = 5  # the work queue's MaximumConcurrency: shards running together (DB connections)
+WORK_VISIBILITY = 6 * FUNCTIONS["scrape"].timeout  # AWS's advice for a queue feeding a function
+WORK_RECEIVES = 3  # tries per shard before its message goes to the dead-letter queue
+
+
+def environment(spec: FunctionSpec, work_queue_url) -> dict:
+    """A function's environment: where its jobs and secrets are, never the secrets themselves."""
+    if spec.kind == "dispatch":  # reads only job names and schedules: needs no secret
+        return {"JOBS_FILE": "jobs.toml", "WORK_QUEUE_URL": work_queue_url}
+    return {"JOBS_FILE": "jobs.toml", "SECRETS_SSM_PATH": SECRETS_PATH}
+
+
+def _max_age(schedule) -> int:
+    age = EVERY.get(schedule.every, 3600) if not schedule.cron else 3600
+    return max(60, min(age, 86400))  # EventBridge Scheduler accepts 60 s to 24 h
 
 
 def schedules(jobs_schedules: list) -> list[ScheduleSpec]:
-    out = []
+    scrape_groups: dict[str, list] = {}
     for kind, name, schedule in jobs_schedules:
-        max_age = EVERY.get(schedule.every, 3600) if not schedule.cron else 3600
-        out.append(ScheduleSpec(
-            name=f"{kind}-{name}"[:64],
-            job=name,
-            function=FUNCTIONS[kind],
-            expression=schedule.aws_expression(),
-            # EventBridge Scheduler accepts 60 s to 24 h.
-            max_event_age=max(60, min(max_age, 86400)),
-        ))
+        if kind == "scrape":
+            scrape_groups.setdefault(schedule.aws_expression(), []).append(name)
+    dispatched = {expr for expr, names in scrape_groups.items() if len(names) > DISPATCH_THRESHOLD}
+    out, seen = [], set()
+    for kind, name, schedule in jobs_schedules:
+        expression = schedule.aws_expression()
+        if kind == "scrape" and expression in dispatched:
+            if expression not in seen:
+                seen.add(expression)
+                slug = "".join(c if c.isalnum() else "-" for c in expression).strip("-")
+                out.append(ScheduleSpec(f"dispatch-{slug}"[:64], FUNCTIONS["dispatch"], expression,
+                                        _max_age(schedule), ("schedule", expression)))
+            continue
+        out.append(ScheduleSpec(f"{kind}-{name}"[:64], FUNCTIONS[kind], expression, _max_age(schedule),
+                                ("job", name)))
     return out
 
 

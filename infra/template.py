@@ -27,6 +27,24 @@ def render(schedules: list[plan.ScheduleSpec]) -> dict:
             "Type": "AWS::SQS::Queue",
             "Properties": {"MessageRetentionPeriod": 1209600},  # 14 days to look at failed runs
         },
+        "WorkQueue": {  # shards of large scrape schedules, from the dispatcher to the scrape function
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": plan.WORK_QUEUE,
+                "VisibilityTimeout": plan.WORK_VISIBILITY,
+                "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+                                  "maxReceiveCount": plan.WORK_RECEIVES},
+            },
+        },
+        "WorkQueueMapping": {
+            "Type": "AWS::Lambda::EventSourceMapping",
+            "Properties": {
+                "EventSourceArn": {"Fn::GetAtt": ["WorkQueue", "Arn"]},
+                "FunctionName": {"Ref": logical_id("scrape", "Function")},
+                "BatchSize": 1,
+                "ScalingConfig": {"MaximumConcurrency": plan.SHARDS_AT_ONCE},
+            },
+        },
         "FunctionRole": {
             "Type": "AWS::IAM::Role",
             "Properties": {
@@ -40,7 +58,9 @@ def render(schedules: list[plan.ScheduleSpec]) -> dict:
                         {"Effect": "Allow", "Action": ["ssm:GetParametersByPath"],
                          "Resource": sub(f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{plan.SECRETS_PATH.rstrip('/')}")},
                         {"Effect": "Allow", "Action": ["sqs:SendMessage"],
-                         "Resource": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}},
+                         "Resource": [{"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}, {"Fn::GetAtt": ["WorkQueue", "Arn"]}]},
+                        {"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                         "Resource": {"Fn::GetAtt": ["WorkQueue", "Arn"]}},
                     ]},
                 }],
             },
@@ -80,7 +100,7 @@ def render(schedules: list[plan.ScheduleSpec]) -> dict:
                 "Role": {"Fn::GetAtt": ["FunctionRole", "Arn"]},
                 "Timeout": f.timeout,
                 "MemorySize": f.memory,
-                "Environment": {"Variables": {"JOBS_FILE": "jobs.toml", "SECRETS_SSM_PATH": plan.SECRETS_PATH}},
+                "Environment": {"Variables": plan.environment(f, {"Ref": "WorkQueue"})},
                 # Invocations that still fail after Lambda's own two retries land here.
                 "DeadLetterConfig": {"TargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}},
             },

@@ -7,6 +7,7 @@ Three shapes reach a handler:
   Scheduler replaces the placeholder with the run's scheduled time (e.g. 2026-11-21T10:00:00Z).
 - An EventBridge rule's scheduled event: {"id": ..., "time": ..., "detail-type": "Scheduled Event", ...}
 - A manual invoke: {} (every job), {"job": ...}, or {"url": ..., "name": ...} (one ad-hoc page).
+- An SQS event from the dispatcher's work queue: {"Records": [{"body": "<one of the above>"}, ...]}.
 
 The run key, which makes a redelivered event a no-op, is the scheduled time: the
 Scheduler's `scheduled_time`, or a rule event's `time` (shared by every delivery of one
@@ -14,6 +15,7 @@ scheduled event, retries included). A manual invoke may pass "run_key"; otherwis
 and every invoke is a new check.
 """
 
+import json
 from dataclasses import dataclass
 
 
@@ -27,9 +29,23 @@ class Request:
     url: str | None = None  # an ad-hoc target instead of jobs
     name: str | None = None
     run_key: str | None = None
+    schedule: str | None = None  # dispatcher: the jobs whose AWS schedule expression this is
 
 
 PLACEHOLDER_PREFIX = "<aws.scheduler."
+
+
+def parse_all(event) -> list[Request]:
+    """The requests in an event: one, or one per record of an SQS event."""
+    if isinstance(event, dict) and isinstance(event.get("Records"), list):
+        requests = []
+        for record in event["Records"]:
+            try:
+                requests.append(parse(json.loads(record["body"])))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise EventError(f"SQS record {record.get('messageId', '?')} has no JSON body: {exc}") from None
+        return requests
+    return [parse(event)]
 
 
 def parse(event) -> Request:
@@ -50,4 +66,7 @@ def parse(event) -> Request:
     url = event.get("url")
     if url is not None and not isinstance(url, str):
         raise EventError("event 'url' must be a string")
-    return Request(jobs=jobs, url=url, name=event.get("name"), run_key=run_key)
+    schedule = event.get("schedule")
+    if schedule is not None and not isinstance(schedule, str):
+        raise EventError("event 'schedule' must be a schedule expression such as rate(10 minutes)")
+    return Request(jobs=jobs, url=url, name=event.get("name"), run_key=run_key, schedule=schedule)

@@ -73,3 +73,25 @@ def db(database_url):
     con = shared_db.connect(database_url)
     yield con
     con.close()
+
+
+@pytest.fixture
+def moto_server(monkeypatch):
+    """AWS, the one part that cannot run here: moto in server mode on loopback, with boto3
+    pointed at it through the environment (as the deployed code's boto3 would be at AWS)."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1", "AWS_REGION": "eu-west-1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    yield env
+    server.stop()

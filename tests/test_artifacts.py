@@ -12,7 +12,6 @@ and every Procfile entry run with honcho (the Procfile runner).
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -94,34 +93,17 @@ def test_lambda_zip_is_reproducible_small_and_clean(artifacts, tmp_path, monkeyp
     # Bytecode only for the runtime's Python, next to a source it was compiled from.
     tag = f"cpython-{build.LAMBDA_PYTHON.replace('.', '')}"
     for name in (n for n in names if n.endswith(".pyc")):
-        folder, file = name.rsplit("/__pycache__/", 1)
-        assert file.endswith(f".{tag}.pyc") and f"{folder}/{file.split('.')[0]}.py" in names, name
+        folder, file = name.rsplit("__pycache__/", 1)
+        assert file.endswith(f".{tag}.pyc") and f"{folder}{file.split('.')[0]}.py" in names, name
     monkeypatch.setenv("JOBS_FILE", str(tmp_path / "jobs.toml"))
     (tmp_path / "jobs.toml").write_text(JOBS)
     again = build.build_lambda(tmp_path / "again.zip")
     assert again.read_bytes() == zip_path.read_bytes()
 
 
-@pytest.fixture
-def moto_ssm(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    yield env
-    server.stop()
-
-
 @needs_runtime_python
 @pytest.mark.parametrize("function, job", [("scrape", "smoke-page"), ("carto_refresh", "smoke-refresh")])
-def test_lambda_handlers_run_from_the_unpacked_zip(artifacts, smoke_env, moto_ssm, db, tmp_path, function, job):
+def test_lambda_handlers_run_from_the_unpacked_zip(artifacts, smoke_env, moto_server, db, tmp_path, function, job):
     zip_path, _ = artifacts
     task_root = tmp_path / "task"
     zipfile.ZipFile(zip_path).extractall(task_root)
@@ -140,7 +122,7 @@ def test_lambda_handlers_run_from_the_unpacked_zip(artifacts, smoke_env, moto_ss
     env = {
         "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "JOBS_FILE": "jobs.toml", "SECRETS_SSM_PATH": "/smoke/",
         "SMOKE_PAGE_URL": smoke_env["SMOKE_PAGE_URL"], "SMOKE_CARTO_URL": smoke_env["SMOKE_CARTO_URL"],
-        **moto_ssm,
+        **{k: v for k, v in moto_server.items() if k != "AWS_REGION"},
     }
     # -I: isolated (no user site, no PYTHON* variables, no cwd on the path); -S: no site-packages.
     done = subprocess.run([runtime_python(), "-I", "-S", "-c", script], cwd=task_root, env=env,

@@ -4,7 +4,6 @@ and `make deploy-aws` against moto in server mode (AWS is the one thing that can
 import io
 import json
 import tomllib
-import socket
 import zipfile
 
 import boto3
@@ -121,9 +120,24 @@ def test_template_lints_clean_and_has_one_schedule_per_job(jobs_file, tmp_path):
     assert agenda["Target"]["RetryPolicy"] == {"MaximumEventAgeInSeconds": 600, "MaximumRetryAttempts": 3}
     assert "DeadLetterConfig" in agenda["Target"]
     functions = [r["Properties"] for r in rendered["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
-    assert {f["Handler"] for f in functions} == {"functions.scrape.handler", "functions.carto_refresh.handler"}
+    assert {f["Handler"] for f in functions} == {"functions.scrape.handler", "functions.carto_refresh.handler",
+                                                 "functions.dispatch.handler"}
     for f in functions:  # secrets come from SSM, never plain variables
-        assert set(f["Environment"]["Variables"]) == {"JOBS_FILE", "SECRETS_SSM_PATH"}
+        assert set(f["Environment"]["Variables"]) in ({"JOBS_FILE", "SECRETS_SSM_PATH"}, {"JOBS_FILE", "WORK_QUEUE_URL"})
+    mapping = rendered["Resources"]["WorkQueueMapping"]["Properties"]
+    assert mapping["BatchSize"] == 1 and mapping["ScalingConfig"]["MaximumConcurrency"] == plan.SHARDS_AT_ONCE
+
+
+def test_a_large_schedule_goes_through_the_dispatcher(tmp_path, monkeypatch):
+    many = "".join(f'[[scrape]]\nname = "p{i}"\nurl = "http://x/{i}"\n' for i in range(plan.DISPATCH_THRESHOLD + 1))
+    monkeypatch.setenv("JOBS_TOML", many + '[[scrape]]\nname = "hourly"\nurl = "http://x/h"\nevery = "1h"\n')
+    schedules = plan.load()
+    assert [(s.name, s.function.kind, json.loads(s.input)) for s in schedules] == [
+        ("dispatch-rate-10-minutes", "dispatch", {"schedule": "rate(10 minutes)",
+                                                  "scheduled_time": "<aws.scheduler.scheduled-time>"}),
+        ("scrape-hourly", "scrape", {"job": "hourly", "scheduled_time": "<aws.scheduler.scheduled-time>"}),
+    ]
+    assert [m for m in lint_all(json.dumps(template.render(schedules))) if m.rule.id.startswith("E")] == []
 
 
 def test_template_with_a_broken_reference_fails_lint(jobs_file):
@@ -131,24 +145,6 @@ def test_template_with_a_broken_reference_fails_lint(jobs_file):
     rendered = template.render(plan.load())
     rendered["Resources"]["ScrapeFunction"]["Properties"]["Role"] = {"Fn::GetAtt": ["NoSuchRole", "Arn"]}
     assert [m for m in lint_all(json.dumps(rendered)) if m.rule.id.startswith("E")]
-
-
-@pytest.fixture
-def moto_server(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    for name, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1",
-                        "AWS_REGION": "eu-west-1"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    yield
-    server.stop()
 
 
 def small_zip(tmp_path):
@@ -192,7 +188,9 @@ def test_deploy_to_aws_creates_then_updates_idempotently(moto_server, jobs_file,
     assert second["deleted_schedules"] == 1, (second, jobs_file.read_text())
     names = sorted(x["Name"] for x in scheduler.list_schedules(GroupName=plan.STACK)["Schedules"])
     assert names == ["refresh-bikeways", "scrape-agenda", "scrape-prices2"]
-    assert len(lam.list_functions()["Functions"]) == 2
+    assert len(lam.list_functions()["Functions"]) == 3
+    mappings = lam.list_event_source_mappings(FunctionName=plan.FUNCTIONS["scrape"].name)["EventSourceMappings"]
+    assert len(mappings) == 1 and mappings[0]["EventSourceArn"].endswith(plan.WORK_QUEUE)
 
 
 def test_deploy_without_a_zip_says_so(tmp_path, capsys):
