@@ -207,3 +207,15 @@ def test_all_304_batch(database_url, db, httpserver):
     assert [r.outcome for r in scrape.run(jobs)] == ["unchanged"] * 3
     assert site.conditional == 3 and sum(seen(db, f"t{i}") for i in range(3)) == 6
     assert storage.target_states(db, ["t0"], None)["t0"].etag is not None
+
+
+@pytest.mark.parametrize("handler", ["functions.scrape", "functions.carto_refresh", "functions.dispatch"])
+def test_importing_a_handler_loads_only_what_every_run_needs(handler):
+    """Cold start: HTML parsing, notification services, boto3 and argparse load when used."""
+    import subprocess
+    import sys
+
+    lazy = ("selectolax", "apprise", "boto3", "botocore", "argparse")
+    code = f"import sys, {handler}; print([m for m in {lazy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
