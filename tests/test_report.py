@@ -16,24 +16,10 @@ from werkzeug import Response
 from functions import report as report_fn
 from functions import scrape as scrape_fn
 from shared import report, scrape, storage
+from tests.seed import BREAKDOWN as SEED_BREAKDOWN
 
 UTC = timezone.utc
-SEED_BREAKDOWN = """
-WITH base AS (SELECT
-  date_trunc('day', seen_at)::date::text AS day,
-  count(*) checks,
-  count(DISTINCT body) - 1 changes
-FROM (SELECT unnest(seen_at) seen_at, body FROM scraps) un
-GROUP BY day)
 
-SELECT * FROM base
-
-UNION
-
-SELECT 'Total:', sum(checks), sum(changes) FROM base
-
-ORDER BY day
-"""
 
 
 def at(day: int, hour: int, minute: int) -> datetime:

@@ -14,23 +14,9 @@ from werkzeug import Response
 from functions import scrape as scrape_fn
 from shared import scrape, storage
 from shared.config import ScrapeJob
+from tests.seed import BREAKDOWN
 
-BREAKDOWN = """
-WITH base AS (SELECT
-  date_trunc('day', seen_at)::date::text AS day,
-  count(*) checks,
-  count(DISTINCT body) - 1 changes
-FROM (SELECT unnest(seen_at) seen_at, body FROM scraps) un
-GROUP BY day)
 
-SELECT * FROM base
-
-UNION
-
-SELECT 'Total:', sum(checks), sum(changes) FROM base
-
-ORDER BY day
-"""
 
 
 @pytest.fixture
