@@ -85,7 +85,9 @@ def main(argv=None) -> int:
         # The demo file's [[refresh]] job needs these even when only scrape runs.
         os.environ["DEMO_CARTO_SQL_API_URL"], os.environ["DEMO_CARTO_API_KEY"] = serve_carto_emulator(
             load_example=args.function == "carto_refresh")
-    event = load_event(args.event or DEFAULT_EVENTS.get(args.function, "events/manual.json"), args.url)
+    if not args.event and args.function not in DEFAULT_EVENTS:
+        parser.error(f"no sample event for {args.function!r}: give EVENT=events/...json")
+    event = load_event(args.event or DEFAULT_EVENTS[args.function], args.url)
     print(f"event: {json.dumps(event)}", file=sys.stderr)
 
     module = importlib.import_module(f"functions.{args.function}")
