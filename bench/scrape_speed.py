@@ -178,6 +178,7 @@ class Databases:
         finally:
             if self.pgdata:
                 localpg.stop_server(self.pgdata)
+                shutil.rmtree(self.pgdata.parent, ignore_errors=True)  # a throwaway: keep no data
 
 
 # --- ours -----------------------------------------------------------------------------------
