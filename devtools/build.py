@@ -114,6 +114,9 @@ def build_lambda(out: Path = DIST / "lambda.zip") -> Path:
     return out
 
 
+# Imported lazily, but by every run that touches PostgreSQL: compiled too.
+RUN_IMPORTS = ["pg8000.native"]
+
 # Run by the runtime's Python inside the staging folder: import the handlers, then compile
 # every module they loaded from the folder. Only those: what loads lazily (HTML parsing,
 # notifications) stays source, which keeps the zip small.
@@ -144,6 +147,7 @@ def compile_bytecode(folder: Path) -> None:
         return
     handlers = [f"{package}.{path.stem}" for package in ["functions"]
                 for path in sorted((folder / package).glob("*.py")) if path.stem != "__init__"]
+    handlers += RUN_IMPORTS
     subprocess.run([python, "-I", "-S", "-B", "-c", f"import sys; sys.path.insert(0, ''); {_COMPILE_IMPORTED}",
                     *handlers], cwd=folder, check=True, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
 

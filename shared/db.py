@@ -16,8 +16,6 @@ import ssl
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import pg8000.native
-
 from shared import NAME, log
 
 CONNECT_TIMEOUT = 30  # seconds to connect (reads then wait up to the statement timeout)
@@ -89,8 +87,13 @@ def _ssl_context(sslmode: str):
     return context
 
 
-def connect(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT) -> pg8000.native.Connection:
-    """Open a connection to `url` (default: $DATABASE_URL), with connect and statement timeouts."""
+def connect(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT):
+    """Open a pg8000 native connection to `url` (default: $DATABASE_URL), with connect and
+    statement timeouts."""
+    # Imported here: a CARTO refresh never touches PostgreSQL, and pg8000 with its SCRAM and
+    # ASN.1 dependencies is a third of a handler's import time.
+    import pg8000.native
+
     url = url or os.environ.get("DATABASE_URL")
     if not url:
         raise DatabaseConfigError("DATABASE_URL is not set")

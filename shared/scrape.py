@@ -8,22 +8,21 @@ written one by one so one bad target loses nothing else.
 
 import logging
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
-
-from requests.adapters import HTTPAdapter
 
 from shared import config, db, fetch, filters, notify, shard, storage
 from shared.config import ScrapeJob
 
 logger = logging.getLogger(__name__)
 
-# Parallel fetches per run: a 50 ms page then costs a run about 1.5 ms, and 32 threads fit
-# a 512 MB Lambda or the smallest dyno with room to spare. $SCRAPE_CONCURRENCY overrides.
-CONCURRENCY = 32
+# Parallel fetches per run. At 48, a run of 50 ms pages is CPU-bound on two cores (64 is no
+# faster, bench/RESULTS.md), and 48 threads take about 40 MB: they fit the smallest dyno or a
+# 512 MB Lambda with room to spare. $SCRAPE_CONCURRENCY or --concurrency overrides.
+CONCURRENCY = 48
 PER_HOST = 2  # parallel fetches to any one host: polite to small sites
 BATCH_SIZE = 100  # checks written per transaction
 
@@ -84,39 +83,54 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
 
 
 def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: int):
-    """Yield (job, storage.Check) as each target's fetch and filtering finish."""
-    session = fetch.new_session()
-    hosts = {urlsplit(job.url).netloc.lower() for job in jobs}
-    # One connection pool per host, each keeping up to `per_host` connections alive for reuse.
-    adapter = HTTPAdapter(pool_connections=max(10, min(len(hosts), 1000)), pool_maxsize=per_host)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    host_slots = {host: threading.Semaphore(per_host) for host in hosts}
+    """Yield (job, storage.Check) as each target's fetch and filtering finish.
+
+    Jobs go to the thread pool only when their host has a free slot, so no thread ever waits
+    on a busy host while other hosts have work: a jobs file listing one site's pages together
+    runs as fast as an interleaved one. Hosts take turns (round robin)."""
+    pending: dict[str, deque] = {}
+    for job in jobs:
+        pending.setdefault(urlsplit(job.url).netloc.lower(), deque()).append(job)
+    http = fetch.new_pool(hosts=len(pending), per_host=per_host)
+    in_flight: dict[str, int] = dict.fromkeys(pending, 0)
+    ready = deque(pending)  # hosts with a job waiting and a free slot, in turn order
+    running = {}  # future -> host
 
     def one(job: ScrapeJob) -> tuple[ScrapeJob, storage.Check]:
-        with host_slots[urlsplit(job.url).netloc.lower()]:
-            return job, check_target(session, job, states.get(job.name))
+        return job, check_target(http, job, states.get(job.name))
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(jobs)))) as pool:
-            for future in as_completed([pool.submit(one, job) for job in jobs]):
-                yield future.result()
+            while ready or running:
+                while ready and len(running) < concurrency:
+                    host = ready.popleft()
+                    running[pool.submit(one, pending[host].popleft())] = host
+                    in_flight[host] += 1
+                    if pending[host] and in_flight[host] < per_host:
+                        ready.append(host)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    host = running.pop(future)
+                    in_flight[host] -= 1
+                    if pending[host] and in_flight[host] == per_host - 1:  # it was full: free again
+                        ready.append(host)
+                    yield future.result()
     finally:
-        session.close()
+        http.clear()
 
 
-def check_target(session, job: ScrapeJob, state: storage.TargetState | None) -> storage.Check:
+def check_target(http, job: ScrapeJob, state: storage.TargetState | None) -> storage.Check:
     """Fetch one target and apply its filters; never raises for the target's own failures."""
     at = datetime.now(timezone.utc)
     fingerprint = filters.fingerprint(job)
     validators = _validators(job, state, fingerprint)
     try:
-        page = _fetch(session, job, validators)
+        page = _fetch(http, job, validators)
         if page.status == 304 and (not validators or page.redirected):
             # A 304 we did not ask for, or one for another URL: the validators cannot be
             # trusted. Drop them and ask again plainly.
             logger.info("%s: inconsistent 304 from %s; fetching without validators", job.name, job.url)
-            page = _fetch(session, job, {})
+            page = _fetch(http, job, {})
             if page.status == 304:
                 raise fetch.FetchError("HTTP 304 Not Modified to a request that was not conditional")
         if page.status == 304:
@@ -144,8 +158,8 @@ def _validators(job: ScrapeJob, state: storage.TargetState | None, fingerprint: 
     return headers
 
 
-def _fetch(session, job: ScrapeJob, headers: dict) -> fetch.Page:
-    return fetch.fetch(session, job.url, headers=headers, total_timeout=job.timeout,
+def _fetch(http, job: ScrapeJob, headers: dict) -> fetch.Page:
+    return fetch.fetch(http, job.url, headers=headers, total_timeout=job.timeout,
                        connect_timeout=min(fetch.CONNECT_TIMEOUT, job.timeout))
 
 

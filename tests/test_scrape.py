@@ -1,5 +1,6 @@
 """The scrape function end to end: real PostgreSQL, real HTTP servers on loopback."""
 
+import hashlib
 import json
 import ssl
 import threading
@@ -106,6 +107,8 @@ def test_seed_scenario_rows_and_breakdown(database_url, db, page, capsys):
     rows = db.run("SELECT id, left(hash::text, 3) || '...', body, cardinality(seen_at) FROM scraps ORDER BY id")
     # Like the seed's output: the conflicting insert used up id 2.
     assert [(r[0], r[2], r[3]) for r in rows] == [(1, "content", 2), (3, "changed", 1)]
+    hashes = db.run("SELECT body, hash FROM scraps")
+    assert all(bytes(h) == hashlib.sha256(body.encode()).digest() for body, h in hashes)
     assert db.run("SELECT count(*) FROM scraps")[0][0] == 2
     assert db.run("SELECT count(*) FROM (SELECT unnest(seen_at) FROM scraps) un")[0][0] == 3
     today = datetime.now(timezone.utc).date().isoformat()
