@@ -42,18 +42,19 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m functions.carto_refresh", description=__doc__.split("\n")[0])
     parser.add_argument("--job", action="append", metavar="NAME", help="run only this job (repeatable)")
-    parser.add_argument("--time-budget", type=float, metavar="SECONDS", default=_env_budget(),
+    parser.add_argument("--time-budget", type=float, metavar="SECONDS",
                         help="bound the whole run (default $REFRESH_TIME_BUDGET; each job also has its own)")
     args = parser.parse_args(argv)
     log.setup()
     if args.time_budget is not None and args.time_budget <= 0:
         parser.error("--time-budget must be a positive number of seconds")
-    deadline = time.monotonic() + args.time_budget if args.time_budget else None
     try:
+        budget = args.time_budget if args.time_budget is not None else _env_budget()
         jobs = refresh.resolve_jobs(args.job)
     except (config.ConfigError, db.DatabaseConfigError) as exc:
         print(f"error: {log.redact(str(exc))}", file=sys.stderr)
         return 2
+    deadline = time.monotonic() + budget if budget else None
     results = refresh.run(jobs, deadline=deadline)
     for result in results:
         print(log.redact(result.line()))
@@ -63,9 +64,12 @@ def main(argv=None) -> int:
 def _env_budget() -> float | None:
     value = os.environ.get("REFRESH_TIME_BUDGET")
     try:
-        return float(value) if value else None
+        budget = float(value) if value else None
     except ValueError:
-        return None
+        budget = -1.0
+    if budget is not None and budget <= 0:
+        raise config.ConfigError(f"REFRESH_TIME_BUDGET={value!r} must be a positive number of seconds")
+    return budget
 
 
 if __name__ == "__main__":

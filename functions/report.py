@@ -8,6 +8,7 @@ Exit codes: 0 done, 1 database unreachable, 2 bad usage or configuration.
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -15,12 +16,11 @@ from shared import config, db, log, report, scrape
 
 
 def schedules() -> tuple[dict[str, str | None], str | None]:
-    """Job name -> `every` from the jobs file, and a note when there is no jobs file."""
-    path = config.jobs_file_path()
-    if not path.exists():
-        return {}, f"No jobs file at {path}: schedules unknown, missed runs not counted."
-    jobs = config.load_jobs(path)["scrape"]
-    return {job.name: config.schedule_of(job).every for job in jobs}, None
+    """Job name -> `every` from the jobs ($JOBS_TOML or the jobs file), and a note when there are
+    none. Reads only names and schedules, so the secrets that ${VAR}s name need not be set here."""
+    if not os.environ.get("JOBS_TOML") and not config.jobs_file_path().exists():
+        return {}, f"No jobs file at {config.jobs_file_path()}: schedules unknown, missed runs not counted."
+    return {name: when.every for kind, name, when in config.load_schedules() if kind == "scrape"}, None
 
 
 def main(argv=None) -> int:
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         con.close()
     print(log.redact(report.text(result)), end="")
     if args.html:
-        Path(args.html).write_text(report.html(result), encoding="utf-8")
+        Path(args.html).write_text(log.redact(report.html(result)), encoding="utf-8")
         print(f"HTML report written to {args.html}")
     return 0
 

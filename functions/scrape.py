@@ -11,6 +11,7 @@ or configuration.
 
 import logging
 import sys
+import time
 
 from shared import config, db, events, log, scrape, secrets, shard
 
@@ -18,23 +19,29 @@ logger = logging.getLogger("scrape")
 
 
 class ChecksFailed(RuntimeError):
-    """Raised by the Lambda handler after storing a run in which some target failed, so the
-    invocation counts as an error (metrics, alarms, and a retry that skips what succeeded)."""
+    """Raised by the Lambda handler, after storing everything else, when a check could not be
+    stored or was not made for lack of time: the invocation then counts as an error and its
+    retry (same run key) does only what is missing. A page that fails (404, DNS, timeout) is
+    stored as that target's error and does not raise: retrying would not mend it, and
+    `alert_after` says when it matters."""
 
 
 def handler(event, context):
     log.setup()
     secrets.load()
+    # Lambda's own timeout, less a margin: jobs that could not finish in time are not started.
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - 5 if context else None
     results = []
     for request in events.parse_all(event):  # one, or one per SQS record from the dispatcher
         jobs = scrape.resolve_jobs(request.jobs, request.url, request.name)
-        results += scrape.run(jobs, run_key=request.run_key)
+        results += scrape.run(jobs, run_key=request.run_key, deadline=deadline)
     for result in results:
-        logger.info(result.line())
-    failed = [r.line() for r in results if r.failed]
-    if failed:
-        raise ChecksFailed(f"{len(failed)} of {len(results)} targets failed: " + "; ".join(failed))
-    return {"results": [r.__dict__ for r in results]}
+        (logger.warning if result.failed else logger.info)(result.line())
+    missing = [r.line() for r in results if r.missing]
+    if missing:
+        raise ChecksFailed(log.redact(f"{len(missing)} of {len(results)} checks are missing: " + "; ".join(missing)))
+    return {"results": [r.__dict__ for r in results],
+            "failed": sum(r.failed for r in results)}
 
 
 def main(argv=None) -> int:

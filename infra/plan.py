@@ -3,6 +3,7 @@ EventBridge Scheduler schedule per job. The CloudFormation template (infra/templ
 the boto3 deploy (infra/deploy.py) both render this plan, so they cannot drift apart.
 """
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -66,6 +67,14 @@ def environment(spec: FunctionSpec, work_queue_url) -> dict:
     return {"JOBS_FILE": "jobs.toml", "SECRETS_SSM_PATH": SECRETS_PATH}
 
 
+def schedule_name(wanted: str) -> str:
+    """Scheduler names have at most 64 characters; a longer one is cut and given a hash of the
+    whole, so two long job names never share a schedule."""
+    if len(wanted) <= 64:
+        return wanted
+    return f"{wanted[:55]}-{hashlib.sha256(wanted.encode()).hexdigest()[:8]}"
+
+
 def _max_age(schedule) -> int:
     age = EVERY.get(schedule.every, 3600) if not schedule.cron else 3600
     return max(60, min(age, 86400))  # EventBridge Scheduler accepts 60 s to 24 h
@@ -84,11 +93,11 @@ def schedules(jobs_schedules: list) -> list[ScheduleSpec]:
             if expression not in seen:
                 seen.add(expression)
                 slug = "".join(c if c.isalnum() else "-" for c in expression).strip("-")
-                out.append(ScheduleSpec(f"dispatch-{slug}"[:64], FUNCTIONS["dispatch"], expression,
+                out.append(ScheduleSpec(schedule_name(f"dispatch-{slug}"), FUNCTIONS["dispatch"], expression,
                                         _max_age(schedule), ("schedule", expression)))
             continue
-        out.append(ScheduleSpec(f"{kind}-{name}"[:64], FUNCTIONS[kind], expression, _max_age(schedule),
-                                ("job", name)))
+        out.append(ScheduleSpec(schedule_name(f"{kind}-{name}"), FUNCTIONS[kind], expression,
+                                _max_age(schedule), ("job", name)))
     return out
 
 

@@ -6,6 +6,7 @@ secrets come from SSM Parameter Store SecureStrings under the stack's folder, re
 functions at start-up, never from plain environment variables.
 """
 
+import hashlib
 import json
 import re
 import sys
@@ -106,7 +107,8 @@ def render(schedules: list[plan.ScheduleSpec]) -> dict:
             },
         }
     for s in schedules:
-        resources[logical_id("schedule", s.name)] = {
+        # Logical IDs keep only letters and digits: a hash of the name keeps feed-1 and feed_1 apart.
+        resources[logical_id("schedule", s.name) + hashlib.sha256(s.name.encode()).hexdigest()[:8]] = {
             "Type": "AWS::Scheduler::Schedule",
             "Properties": {
                 "Name": s.name,

@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
-from shared import filters, schedule
+from shared import filters, log, schedule
 from shared.notify import register_secrets
 
 DEFAULT_JOBS_FILE = "jobs.toml"
@@ -48,8 +48,8 @@ class ScrapeJob:
         _check_type(self, "url", str)
         _check_type(self, "timeout", (int, float))
         _check_type(self, "conditional", bool)
-        if not 0 < self.timeout <= 600:
-            raise ValueError(f"timeout {self.timeout!r} must be between 0 and 600 seconds")
+        if not 0 < self.timeout <= 300:  # a run must fit Lambda's and Heroku Scheduler's limits
+            raise ValueError(f"timeout {self.timeout!r} must be between 0 and 300 seconds")
         for key in ("select", "drop", "ignore", "notify"):
             _as_strings(self, key)
         for selector in self.select + self.drop:
@@ -223,6 +223,8 @@ def parse_jobs(data: dict, source: str) -> dict[str, list]:
             raise ConfigError(f"{source}: {kind} must be written [[{kind}]], one table per job")
         seen = set()
         for index, table in enumerate(tables, 1):
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: [[{kind}]] #{index} must be a table of keys, written [[{kind}]]")
             job = build_job(kind, table, f"{source}: [[{kind}]] #{index}")
             if job.name in seen:
                 raise ConfigError(f"{source}: two [[{kind}]] jobs are named {job.name!r}")
@@ -267,7 +269,7 @@ def load_schedules(path: Path | None = None) -> list[tuple[str, str, schedule.Sc
         if kind not in JOB_KINDS or not isinstance(tables, list):
             raise ConfigError(f"{source}: unknown section [[{kind}]] (known: {', '.join(JOB_KINDS)})")
         for index, table in enumerate(tables, 1):
-            name = table.get("name")
+            name = table.get("name") if isinstance(table, dict) else None
             if not isinstance(name, str) or not _NAME.match(name):
                 raise ConfigError(f"{source}: [[{kind}]] #{index}: missing or invalid key 'name'")
             try:
@@ -284,7 +286,10 @@ def schedule_of(job) -> schedule.Schedule:
 
 
 def _expand(value, where: str, key: str):
-    """Replace ${VAR} in strings with the environment's value."""
+    """Replace ${VAR} in strings, and in lists of strings, with the environment's value. What a
+    ${VAR} brings in is treated as a secret: that is what the syntax is for."""
+    if isinstance(value, list):
+        return [_expand(item, where, key) for item in value]
     if not isinstance(value, str):
         return value
 
@@ -292,6 +297,7 @@ def _expand(value, where: str, key: str):
         var = match.group(1)
         if var not in os.environ:
             raise ConfigError(f"{where}: key {key!r} uses ${{{var}}}, which is not set in the environment")
+        log.add_secret(os.environ[var])
         return os.environ[var]
 
     return _ENV_REF.sub(lookup, value)
@@ -301,6 +307,7 @@ def select(jobs: list, names: list[str] | None, kind: str, source: str) -> list:
     """The jobs named in `names` (all when None); an unknown name is a ConfigError."""
     if not names:
         return jobs
+    names = list(dict.fromkeys(names))  # a job named twice runs once
     by_name = {job.name: job for job in jobs}
     missing = [n for n in names if n not in by_name]
     if missing:

@@ -26,6 +26,15 @@ class DatabaseConfigError(ValueError):
     """DATABASE_URL is missing or malformed."""
 
 
+class ConnectionRefusedByServer(ConnectionError):
+    """The server answered and said no (wrong password, no such database): trying again will
+    not help, unlike a network failure or a server that is starting or full."""
+
+
+# SQLSTATEs of a refusal that may pass: too many connections, starting up or shutting down.
+TRANSIENT = {"53300", "57P03", "57P01"}
+
+
 @dataclass(frozen=True)
 class DbUrl:
     user: str
@@ -113,8 +122,11 @@ def connect(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT):
     try:
         con = pg8000.native.Connection(**kwargs)
     except pg8000.native.DatabaseError as exc:
-        message = exc.args[0].get("M") if exc.args and isinstance(exc.args[0], dict) else str(exc)
-        raise ConnectionError(f"cannot connect to {db.safe()}: {log.redact(str(message))}") from None
+        fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        message = log.redact(str(fields.get("M", exc)))
+        if fields.get("C") in TRANSIENT:
+            raise ConnectionError(f"cannot connect to {db.safe()}: {message}") from None
+        raise ConnectionRefusedByServer(f"cannot connect to {db.safe()}: {message}") from None
     except (pg8000.native.InterfaceError, OSError) as exc:
         raise ConnectionError(f"cannot connect to {db.safe()}: {log.redact(str(exc))}") from None
     limit = _seconds(statement_timeout)

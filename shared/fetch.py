@@ -68,7 +68,8 @@ def fetch(
     except (MaxRetryError, HTTPError, ValueError) as exc:
         raise _failure(exc, url, connect_timeout, total_timeout) from None
     try:
-        if response.status >= 400:
+        if not (200 <= response.status < 300 or response.status == 304):
+            # 4xx/5xx, and what never carries the page: a redirect without Location, 1xx, 300.
             raise FetchError(f"HTTP {response.status} {response.reason or ''}".strip())
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
@@ -138,7 +139,7 @@ def decode(raw: bytes, content_type: str) -> str:
     for encoding in candidates + ["utf-8"]:
         try:
             return raw.decode(encoding)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeError):  # unknown name, or bytes that are not that encoding
             continue
     return raw.decode("cp1252", errors="replace")
 

@@ -25,8 +25,15 @@ def redact(text: str) -> str:
 
 
 class _RedactingFormatter(logging.Formatter):
+    """Wraps a handler's own formatter (Lambda's, say, with its format and date format) and
+    redacts what it produces."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return redact(self.inner.format(record))
 
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -40,5 +47,5 @@ def setup(level: str = "INFO") -> None:
         root.addHandler(logging.StreamHandler(sys.stderr))
     # Lambda installs its own handler before our code runs: redact through it too.
     for handler in root.handlers:
-        fmt = handler.formatter._fmt if handler.formatter else FORMAT
-        handler.setFormatter(_RedactingFormatter(fmt))
+        if not isinstance(handler.formatter, _RedactingFormatter):
+            handler.setFormatter(_RedactingFormatter(handler.formatter or logging.Formatter(FORMAT)))

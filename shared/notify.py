@@ -80,14 +80,14 @@ def messages_for(job, check: Check) -> list[Message]:
     messages = []
     if check.outcome == "changed" and not check.filters_changed and check.previous_body is not None:
         diff = unified_diff(check.previous_body, check.body or "")
-        messages.append(Message(f"{job.name} changed", f"{job.name} changed ({check.at})\n{job.url}\n\n{diff}"))
+        messages.append(Message(f"{job.name} changed", f"{job.name} changed ({check.at})\n{log.redact(job.url)}\n\n{diff}"))
     if check.outcome == "error" and check.streak_before < job.alert_after <= check.streak:
         messages.append(Message(f"{job.name} is failing",
-                                f"{job.name}: the last {check.streak} checks failed ({check.at})\n{job.url}\n\n"
+                                f"{job.name}: the last {check.streak} checks failed ({check.at})\n{log.redact(job.url)}\n\n"
                                 f"Last error: {check.error}"))
     if check.outcome in ("new", "unchanged", "changed") and check.streak_before >= job.alert_after:
         messages.append(Message(f"{job.name} recovered",
-                                f"{job.name} recovered after {check.streak_before} failed checks ({check.at})\n{job.url}"))
+                                f"{job.name} recovered after {check.streak_before} failed checks ({check.at})\n{log.redact(job.url)}"))
     return messages
 
 

@@ -44,7 +44,10 @@ class PostgresRefreshError(Exception):
 def resolve_jobs(names: list[str] | None = None) -> list[RefreshJob]:
     """The jobs file's [[refresh]] jobs when it has any ($JOBS_TOML, $JOBS_FILE, or ./jobs.toml
     if present); otherwise the single job the CARTO_* environment variables describe."""
-    if os.environ.get("JOBS_TOML") or os.environ.get("JOBS_FILE") or config.jobs_file_path().exists():
+    # A JOBS_FILE that does not exist is an error, unless the environment describes a job
+    # (a Heroku Button app has the variable preset and may have no file).
+    named_but_missing = bool(os.environ.get("JOBS_FILE")) and not _env_configured()
+    if os.environ.get("JOBS_TOML") or config.jobs_file_path().exists() or named_but_missing:
         source = config.jobs_source()
         jobs = config.load_jobs()["refresh"]
         if jobs or not _env_configured():
@@ -162,6 +165,8 @@ def _connect_with_retries(job: RefreshJob, deadline: float, timing: carto.Timing
         tries += 1
         try:
             return db.connect(job.database_url)
+        except db.ConnectionRefusedByServer:
+            raise  # a wrong password or database name: no use trying again
         except ConnectionError as exc:
             wait = min(timing.backoff_max, timing.backoff_initial * 2 ** (tries - 1)) * random.uniform(0.5, 1.0)
             if time.monotonic() + wait > deadline:

@@ -93,10 +93,23 @@ GROUP BY t.id ORDER BY t.name
 
 # Every check of every target with whether it changed the content, over the whole history
 # (a check is a change when its content differs from the check before), kept from :since on.
+# Checks in the window and whether each changed the content. Only segments that reach into
+# the window are unnested, plus, per target, the one that ended last before it (its first check
+# in the window compares with that): a year of history costs no more than the window.
 CHECKS = """
-WITH checks AS (
-    SELECT c.target_id, ts, c.id AS content_id
-    FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id, unnest(s.seen_at) AS ts
+WITH recent AS (
+    SELECT c.target_id, c.id AS content_id, s.seen_at
+    FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id
+    WHERE s.seen_at[cardinality(s.seen_at)] >= :since
+), older AS (
+    SELECT DISTINCT ON (c.target_id) c.target_id, c.id AS content_id, s.seen_at
+    FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id
+    WHERE s.seen_at[cardinality(s.seen_at)] < :since
+    ORDER BY c.target_id, s.seen_at[cardinality(s.seen_at)] DESC
+), checks AS (
+    SELECT target_id, ts, content_id FROM recent, unnest(seen_at) AS ts
+    UNION ALL
+    SELECT target_id, ts, content_id FROM older, unnest(seen_at) AS ts
 ), ordered AS (
     SELECT target_id, ts, content_id,
            lag(content_id) OVER (PARTITION BY target_id ORDER BY ts) AS previous

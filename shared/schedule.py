@@ -79,7 +79,7 @@ def parse(every: str | None, at: str | None, cron: str | None, kind: str) -> Sch
             raise ScheduleError("key 'cron': EventBridge needs '?' in day-of-month or day-of-week")
         return Schedule(None, None, cron)
     every = DEFAULT_EVERY[kind] if every is None else every
-    if every not in EVERY:
+    if not isinstance(every, str) or every not in EVERY:
         raise ScheduleError(f"key 'every' must be one of {', '.join(map(repr, EVERY))}, not {every!r}")
     if at is not None:
         if not isinstance(at, str):

@@ -8,13 +8,14 @@ written one by one so one bad target loses nothing else.
 
 import logging
 import os
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from shared import config, db, fetch, filters, notify, shard, storage
+from shared import config, db, fetch, filters, log, notify, shard, storage
 from shared.config import ScrapeJob
 
 logger = logging.getLogger(__name__)
@@ -24,19 +25,28 @@ logger = logging.getLogger(__name__)
 # 512 MB Lambda with room to spare. $SCRAPE_CONCURRENCY or --concurrency overrides.
 CONCURRENCY = 48
 PER_HOST = 2  # parallel fetches to any one host: polite to small sites
-BATCH_SIZE = 100  # checks written per transaction
+BATCH_SIZE = 100  # checks written per transaction, at most
+BATCH_BYTES = 16 * 1024 * 1024  # ... and bodies per transaction (one JSON parameter)
+BATCH_SECONDS = 5  # ... and seconds a fetched check waits to be written
+STORAGE_FAILED = "storage failed"
+WRITE_MARGIN = 10  # seconds kept before a deadline to write what was fetched
 
 
 @dataclass(frozen=True)
 class Result:
     name: str
-    outcome: str  # new | unchanged | changed | duplicate | error
+    outcome: str  # new | unchanged | changed | duplicate | error | skipped (out of time)
     reason: str | None = None
     notice: str | None = None  # e.g. a notification that failed; the check itself is stored
 
     @property
     def failed(self) -> bool:
-        return self.outcome == "error"
+        return self.outcome in ("error", "skipped")
+
+    @property
+    def missing(self) -> bool:
+        """No check was stored for this target: not made for lack of time, or not writable."""
+        return self.outcome == "skipped" or (self.reason or "").startswith(STORAGE_FAILED)
 
     def line(self) -> str:
         return (f"{self.name}: {self.outcome}" + (f": {self.reason}" if self.reason else "")
@@ -61,8 +71,13 @@ def default_concurrency() -> int:
 
 
 def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | None = None,
-        concurrency: int | None = None, per_host: int = PER_HOST) -> list[Result]:
-    concurrency = concurrency or default_concurrency()
+        concurrency: int | None = None, per_host: int = PER_HOST, deadline: float | None = None) -> list[Result]:
+    """Check `jobs` and store what was seen. `deadline` (time.monotonic()) is when the run must
+    be over, e.g. Lambda's timeout: a job whose fetch could not finish by then is not started."""
+    if concurrency is None:
+        concurrency = default_concurrency()
+    elif not 1 <= concurrency <= 500:
+        raise config.ConfigError(f"concurrency {concurrency} must be from 1 to 500")
     con = db.connect(database_url)
     try:
         ensure_schema(con)
@@ -70,27 +85,34 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
         results = {job.name: Result(job.name, "duplicate", f"already checked for run {run_key}")
                    for job in jobs if job.name in states and states[job.name].recorded}
         todo = [job for job in jobs if job.name not in results]
-        batch = []
-        for job, check in _check_all(todo, states, concurrency, per_host):
+        batch, size, written = [], 0, time.monotonic()
+        for job, check in _check_all(todo, states, concurrency, per_host, deadline):
+            if check is None:
+                results[job.name] = Result(job.name, "skipped", "not checked: the run's time ran out")
+                continue
             batch.append((job, check))
-            if len(batch) >= BATCH_SIZE:
+            size += len(check.body or "")
+            # Write every BATCH_SIZE checks, and sooner if they are big or slow to come, so a
+            # run cut short (a Lambda timeout, a killed dyno) loses little.
+            if len(batch) >= BATCH_SIZE or size >= BATCH_BYTES or time.monotonic() - written >= BATCH_SECONDS:
                 results.update(_store(con, batch, run_key))
-                batch = []
+                batch, size, written = [], 0, time.monotonic()
         results.update(_store(con, batch, run_key))
         return [results[job.name] for job in jobs]
     finally:
         con.close()
 
 
-def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: int):
-    """Yield (job, storage.Check) as each target's fetch and filtering finish.
+def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: int, deadline: float | None):
+    """Yield (job, storage.Check) as each target's fetch and filtering finish, or (job, None)
+    for a job not started because its fetch could not end before `deadline`.
 
     Jobs go to the thread pool only when their host has a free slot, so no thread ever waits
     on a busy host while other hosts have work: a jobs file listing one site's pages together
     runs as fast as an interleaved one. Hosts take turns (round robin)."""
     pending: dict[str, deque] = {}
     for job in jobs:
-        pending.setdefault(urlsplit(job.url).netloc.lower(), deque()).append(job)
+        pending.setdefault(_host(job.url), deque()).append(job)
     http = fetch.new_pool(hosts=len(pending), per_host=per_host)
     in_flight: dict[str, int] = dict.fromkeys(pending, 0)
     ready = deque(pending)  # hosts with a job waiting and a free slot, in turn order
@@ -104,7 +126,13 @@ def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: 
             while ready or running:
                 while ready and len(running) < concurrency:
                     host = ready.popleft()
-                    running[pool.submit(one, pending[host].popleft())] = host
+                    job = pending[host].popleft()
+                    if deadline is not None and time.monotonic() + job.timeout + WRITE_MARGIN > deadline:
+                        yield job, None
+                        if pending[host]:
+                            ready.append(host)
+                        continue
+                    running[pool.submit(one, job)] = host
                     in_flight[host] += 1
                     if pending[host] and in_flight[host] < per_host:
                         ready.append(host)
@@ -119,8 +147,14 @@ def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: 
         http.clear()
 
 
+def _host(url: str) -> str:
+    """What politeness counts per: the host name (example.org and example.org:443 are one)."""
+    return (urlsplit(url).hostname or "").lower()
+
+
 def check_target(http, job: ScrapeJob, state: storage.TargetState | None) -> storage.Check:
-    """Fetch one target and apply its filters; never raises for the target's own failures."""
+    """Fetch one target and apply its filters; never raises for the target's own failures.
+    What is stored never holds a secret a ${VAR} put into the job's URL."""
     at = datetime.now(timezone.utc)
     fingerprint = filters.fingerprint(job)
     validators = _validators(job, state, fingerprint)
@@ -134,14 +168,18 @@ def check_target(http, job: ScrapeJob, state: storage.TargetState | None) -> sto
             if page.status == 304:
                 raise fetch.FetchError("HTTP 304 Not Modified to a request that was not conditional")
         if page.status == 304:
-            return storage.Check(job.name, job.url, at, not_modified=True, filters=fingerprint,
+            return storage.Check(job.name, log.redact(job.url), at, not_modified=True, filters=fingerprint,
                                  etag=page.etag, last_modified=page.last_modified)
         body = filters.apply(job, page.text)
     except (fetch.FetchError, filters.FilterError) as exc:
         logger.warning("%s: %s failed: %s", job.name, job.url, exc)
-        return storage.Check(job.name, job.url, at, error=str(exc))
+        return storage.Check(job.name, log.redact(job.url), at, error=log.redact(str(exc)))
+    except Exception as exc:  # a bug or a page nobody foresaw: this target fails, the run goes on
+        logger.exception("%s: checking %s failed unexpectedly", job.name, job.url)
+        return storage.Check(job.name, log.redact(job.url), at,
+                             error=log.redact(f"unexpected {type(exc).__name__}: {exc}"))
     keep = job.conditional and not page.redirected  # a redirect's validators belong to another URL
-    return storage.Check(job.name, job.url, at, body=body, filters=fingerprint,
+    return storage.Check(job.name, log.redact(job.url), at, body=body, filters=fingerprint,
                          etag=page.etag if keep else None, last_modified=page.last_modified if keep else None)
 
 
@@ -184,7 +222,7 @@ def _store(con, batch: list[tuple[ScrapeJob, storage.Check]], run_key: str | Non
 def _result(job: ScrapeJob, check: storage.Check, stored) -> Result:
     """The result line of one stored check, after sending what it calls for."""
     if isinstance(stored, Exception):
-        return Result(job.name, "error", f"storage failed: {stored}")
+        return Result(job.name, "error", f"{STORAGE_FAILED}: {stored}")
     at = check.at.isoformat()
     if check.error is not None:
         if stored is None:  # this run already recorded the target

@@ -196,3 +196,13 @@ def test_deploy_to_aws_creates_then_updates_idempotently(moto_server, jobs_file,
 def test_deploy_without_a_zip_says_so(tmp_path, capsys):
     assert deploy.main(["--zip", str(tmp_path / "none.zip")]) == 2
     assert "run `make build` first" in capsys.readouterr().err
+
+
+def test_similar_and_long_job_names_get_distinct_schedules(monkeypatch):
+    long = "x" * 100
+    names = ["feed-1", "feed_1", long, long[:-1] + "y"]
+    monkeypatch.setenv("JOBS_TOML", "".join(f'[[scrape]]\nname = "{n}"\nurl = "http://x/"\n' for n in names))
+    schedules = plan.load()
+    assert len({s.name for s in schedules}) == 4 and all(len(s.name) <= 64 for s in schedules)
+    rendered = template.render(schedules)
+    assert sum(r["Type"] == "AWS::Scheduler::Schedule" for r in rendered["Resources"].values()) == 4

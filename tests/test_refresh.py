@@ -210,3 +210,27 @@ def test_invoke_local_shows_the_bikeways_refresh(database_url, monkeypatch, caps
     assert '"outcome": "ok"' in out and "process_data = 4" in out
     assert invoke_local.main(["carto_refresh"]) == 0  # the example loads idempotently
     assert db.run("SELECT sum(suggestions) FROM bikeways_demand")[0][0] == 7
+
+
+def test_an_invalid_refresh_time_budget_is_a_usage_error(monkeypatch, capsys):
+    from functions import carto_refresh
+
+    monkeypatch.setenv("REFRESH_TIME_BUDGET", "soon")
+    assert carto_refresh.main([]) == 2
+    assert "REFRESH_TIME_BUDGET='soon' must be a positive number of seconds" in capsys.readouterr().err
+
+
+def test_a_refused_login_is_not_retried(database_url, monkeypatch, capsys):
+    """A wrong database name is an answer, not an outage: one try, a clear line, exit 1."""
+    from functions import carto_refresh
+
+    monkeypatch.delenv("JOBS_TOML", raising=False)
+    monkeypatch.setenv("JOBS_TOML", '[[refresh]]\nname = "pg"\nmode = "postgres"\nsql = "SELECT 1"\n'
+                                    f'database_url = "{database_url.replace("/tests", "/no_such_db", 1)}"\n')
+    import time
+
+    started = time.monotonic()
+    assert carto_refresh.main([]) == 1
+    assert time.monotonic() - started < 5
+    out = capsys.readouterr().out
+    assert out.startswith("pg: error") and "no_such_db" in out and "tries" not in out

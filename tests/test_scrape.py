@@ -224,18 +224,61 @@ def test_rule_event_redelivered_records_one_check(database_url, db, page, tmp_pa
     assert db.run("SELECT cardinality(seen_at) FROM scraps")[0][0] == 1
 
 
-def test_handler_raises_after_storing_when_a_target_fails(database_url, db, page, tmp_path, monkeypatch):
+def test_handler_stores_a_failing_page_without_raising(database_url, db, page, tmp_path, monkeypatch):
+    """A page that fails is that target's error, not the invocation's: retrying would not
+    mend a 404, and would only fill the dead-letter queue."""
     write_jobs(tmp_path, monkeypatch, f'[[scrape]]\nname = "good"\nurl = "{page.url}"\n\n'
                                       '[[scrape]]\nname = "bad"\nurl = "http://127.0.0.1:9/"\n')
     event = {"scheduled_time": "2026-11-21T10:00:00Z"}
-    with pytest.raises(scrape_fn.ChecksFailed, match="bad: error: connection refused"):
-        scrape_fn.handler(event, None)
-    # Lambda retries the event: the good target is not checked twice, the bad one is retried
-    # without counting as a second failure.
-    with pytest.raises(scrape_fn.ChecksFailed):
-        scrape_fn.handler(event, None)
+    result = scrape_fn.handler(event, None)
+    assert result["failed"] == 1
+    assert [(r["name"], r["outcome"]) for r in result["results"]] == [("good", "new"), ("bad", "error")]
+    # The same event again (at-least-once delivery): the good target is not checked twice, the
+    # bad one is tried again without counting as a second failure.
+    again = scrape_fn.handler(event, None)
+    assert [(r["name"], r["outcome"]) for r in again["results"]] == [("good", "duplicate"), ("bad", "error")]
     assert db.run("SELECT cardinality(seen_at) FROM scraps")[0][0] == 1
     assert db.run("SELECT error_streak FROM scrape_targets WHERE name = 'bad'")[0][0] == 1
+
+
+class _LambdaContext:
+    """What the handler reads of Lambda's context object: the time left."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def get_remaining_time_in_millis(self):
+        return int(self.seconds * 1000)
+
+
+def test_handler_raises_when_time_runs_out_and_its_retry_does_the_rest(database_url, db, page, tmp_path,
+                                                                       monkeypatch):
+    write_jobs(tmp_path, monkeypatch, f'[[scrape]]\nname = "quick"\nurl = "{page.url}"\ntimeout = 1\n\n'
+                                      f'[[scrape]]\nname = "slow"\nurl = "{page.url}?slow"\ntimeout = 100\n')
+    event = {"scheduled_time": "2026-11-21T10:00:00Z"}
+    # 30 s left: "quick" (1 s fetch) fits, "slow" (up to 100 s) would not finish in time.
+    with pytest.raises(scrape_fn.ChecksFailed, match="slow: skipped: not checked: the run's time ran out"):
+        scrape_fn.handler(event, _LambdaContext(30))
+    assert db.run("SELECT target FROM scraps") == [["quick"]]
+    result = scrape_fn.handler(event, _LambdaContext(600))  # Lambda's retry, with time enough
+    assert [(r["name"], r["outcome"]) for r in result["results"]] == [("quick", "duplicate"), ("slow", "new")]
+
+
+def test_handler_raises_when_a_check_cannot_be_stored(database_url, db, page, tmp_path, monkeypatch):
+    write_jobs(tmp_path, monkeypatch, f'[[scrape]]\nname = "p"\nurl = "{page.url}"\n')
+    scrape.ensure_schema(db)
+    db.run("REVOKE INSERT ON scrape_contents FROM PUBLIC")
+    db.run("CREATE ROLE reader LOGIN")
+    db.run("GRANT SELECT, UPDATE ON ALL TABLES IN SCHEMA public TO reader")
+    db.run("GRANT INSERT ON scrape_targets, scrape_seen, scrape_errors TO reader")
+    db.run("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO reader")
+    monkeypatch.setenv("DATABASE_URL", database_url.replace("postgresql://postgres@", "postgresql://reader@"))
+    try:
+        with pytest.raises(scrape_fn.ChecksFailed, match="p: error: storage failed: .*permission denied"):
+            scrape_fn.handler({"scheduled_time": "2026-11-21T10:00:00Z"}, None)
+    finally:
+        db.run("DROP OWNED BY reader")
+        db.run("DROP ROLE reader")
 
 
 @pytest.mark.parametrize("run_key, checks", [(None, 2), ("2026-11-21T10:00:00Z", 1)])
@@ -361,3 +404,21 @@ def test_compressed_and_chunked_pages_are_stored_decoded(database_url, db, https
     assert cli(capsys, "--url", httpserver.url_for("/gz"), "--name", "gz")[0] == 0
     assert cli(capsys, "--url", httpserver.url_for("/chunked"), "--name", "chunked")[0] == 0
     assert [r[0] for r in db.run("SELECT body FROM scraps ORDER BY target")] == [body, body]
+
+
+def test_a_secret_from_the_environment_stays_out_of_storage_and_output(database_url, db, httpserver, tmp_path,
+                                                                        monkeypatch, capsys):
+    """url = "...?key=${FEED_KEY}": the key is used for the request, never stored or shown."""
+    seen = {}
+    httpserver.expect_request("/feed").respond_with_handler(
+        lambda r: (seen.setdefault("key", r.args.get("key")), Response("x", status=500))[1])
+    monkeypatch.setenv("FEED_KEY", "k-93f1c2-secret")
+    write_jobs(tmp_path, monkeypatch, f'[[scrape]]\nname = "feed"\nurl = "{httpserver.url_for("/feed")}?key=${{FEED_KEY}}"\n'
+                                      'notify = ["json://127.0.0.1:9/${FEED_KEY}"]\n')
+    code, out, err = cli(capsys)
+    assert seen["key"] == "k-93f1c2-secret"  # the request carried it
+    assert code == 1 and "k-93f1c2" not in out + err
+    url, error = db.run("SELECT url, last_error FROM scrape_targets")[0]
+    assert url.endswith("?key=***") and "k-93f1c2" not in error
+    dumped = db.run("SELECT string_agg(t::text, ' ') FROM scrape_targets t")[0][0]
+    assert "k-93f1c2" not in dumped
