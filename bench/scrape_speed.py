@@ -112,10 +112,14 @@ def child_env(**extra: str) -> dict:
     return env
 
 
+STARTUP_IMPORTS = "import functions.scrape, pg8000.native"
+
+
 def interpreter_start(python: str) -> float:
-    """Median wall time of a child that only imports the scrape handler: the part of the floor
-    no concurrency removes."""
-    times = [measure([python, "-c", "import functions.scrape"], child_env(), ROOT)[0] for _ in range(5)]
+    """Median wall time of a child that only imports what every scrape run loads (the handler,
+    and the PostgreSQL driver it loads on its first connection): the part of the floor no
+    concurrency removes."""
+    times = [measure([python, "-c", STARTUP_IMPORTS], child_env(), ROOT)[0] for _ in range(5)]
     return statistics.median(times)
 
 
@@ -409,7 +413,7 @@ def report(args, python: str, site: SiteProcess, dbs: Databases, work: Path) -> 
           f"~2 kB pages, jobs {args.order} by site, {os.cpu_count()} CPUs\n")
     print(table(runs))
     print(f"\nFloor for {args.pages} pages: {args.pages} × {LATENCY} s / concurrency {parallel} "
-          f"+ interpreter start {start:.2f} s (`python -c 'import functions.scrape'`, median of 5) "
+          f"+ interpreter start {start:.2f} s (`python -c '{STARTUP_IMPORTS}'`, median of 5) "
           f"= {floor:.2f} s")
     if not etag:
         print("ETag support is not there yet (ScrapeJob has no `conditional` key): "

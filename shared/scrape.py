@@ -8,6 +8,8 @@ written one by one so one bad target loses nothing else.
 
 import logging
 import os
+import queue
+import threading
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -85,22 +87,42 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
         results = {job.name: Result(job.name, "duplicate", f"already checked for run {run_key}")
                    for job in jobs if job.name in states and states[job.name].recorded}
         todo = [job for job in jobs if job.name not in results]
-        batch, size, written = [], 0, time.monotonic()
-        for job, check in _check_all(todo, states, concurrency, per_host, deadline):
-            if check is None:
-                results[job.name] = Result(job.name, "skipped", "not checked: the run's time ran out")
-                continue
-            batch.append((job, check))
-            size += len(check.body or "")
-            # Write every BATCH_SIZE checks, and sooner if they are big or slow to come, so a
-            # run cut short (a Lambda timeout, a killed dyno) loses little.
-            if len(batch) >= BATCH_SIZE or size >= BATCH_BYTES or time.monotonic() - written >= BATCH_SECONDS:
-                results.update(_store(con, batch, run_key))
-                batch, size, written = [], 0, time.monotonic()
-        results.update(_store(con, batch, run_key))
+        # Writes (and the notifications they lead to) happen on their own thread, so handing
+        # out fetches never waits on the database; the queue's bound holds fetching back if
+        # the database falls behind.
+        writes: queue.Queue = queue.Queue(maxsize=4)
+        writer = threading.Thread(target=_write_all, args=(con, writes, run_key, results), name="writer")
+        writer.start()
+        try:
+            batch, size, written = [], 0, time.monotonic()
+            for job, check in _check_all(todo, states, concurrency, per_host, deadline):
+                if check is None:
+                    results[job.name] = Result(job.name, "skipped", "not checked: the run's time ran out")
+                    continue
+                batch.append((job, check))
+                size += len(check.body or "")
+                # Write every BATCH_SIZE checks, and sooner if they are big or slow to come, so
+                # a run cut short (a Lambda timeout, a killed dyno) loses little.
+                if len(batch) >= BATCH_SIZE or size >= BATCH_BYTES or time.monotonic() - written >= BATCH_SECONDS:
+                    writes.put(batch)
+                    batch, size, written = [], 0, time.monotonic()
+            writes.put(batch)
+        finally:
+            writes.put(None)
+            writer.join()
         return [results[job.name] for job in jobs]
     finally:
         con.close()
+
+
+def _write_all(con, writes: queue.Queue, run_key: str | None, results: dict) -> None:
+    """The writer thread: store each batch as it comes, until None."""
+    while (batch := writes.get()) is not None:
+        try:
+            results.update(_store(con, batch, run_key))
+        except Exception as exc:  # _store handles storage errors; this is the last resort
+            logger.exception("writing %d checks failed", len(batch))
+            results.update({job.name: Result(job.name, "error", f"{STORAGE_FAILED}: {exc}") for job, _ in batch})
 
 
 def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: int, deadline: float | None):
