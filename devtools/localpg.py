@@ -26,9 +26,10 @@ def url_for(datadir: Path, database: str = "postgres") -> str:
     return f"postgresql://postgres@/{database}?host={datadir}&port={PORT}"
 
 
-def ensure_server(datadir: Path) -> str:
+def ensure_server(datadir: Path, extra_options: str = "", before_start=None) -> str:
     """Start (initialising if new) a server keeping its data in `datadir`; return its URL.
-    A server already running there is reused."""
+    A server already running there is reused. `extra_options` are more `-c name=value` server
+    settings; `before_start(datadir, owner)` may add files (a TLS key, pg_hba lines) first."""
     datadir = Path(datadir).resolve()
     pg_ctl = shutil.which("pg_ctl") or _debian_pg_ctl()
     if pg_ctl is None:
@@ -43,7 +44,10 @@ def ensure_server(datadir: Path) -> str:
         _run(run_as + [str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust",
                        "--no-sync", "-E", "UTF8", "--locale", "C"], "initdb")
     if subprocess.run(run_as + [pg_ctl, "status", "-D", str(datadir)], capture_output=True).returncode != 0:
-        options = f"-c listen_addresses='' -c unix_socket_directories='{datadir}' -p {PORT} -c fsync=off"
+        if before_start:
+            before_start(datadir, "postgres" if run_as else None)
+        options = (f"-c listen_addresses='' -c unix_socket_directories='{datadir}' -p {PORT} -c fsync=off "
+                   + extra_options)
         _run(run_as + [pg_ctl, "start", "-w", "-D", str(datadir), "-l", str(datadir / "server.log"),
                        "-o", options], "pg_ctl start")
     return url_for(datadir)

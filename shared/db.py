@@ -7,7 +7,8 @@ pg8000 takes keyword arguments, not URLs, so the URL is parsed here. Accepted fo
     postgresql://postgres:@/postgres?host=/tmp/folder&port=5432   (Unix socket folder)
 
 `sslmode` follows libpq: disable, allow/prefer (try TLS, fall back), require (TLS without
-certificate checks, what Heroku asks for), verify-ca, verify-full.
+certificate checks, what Heroku asks for), verify-ca, verify-full; `sslrootcert` names the CA
+file those two check against (default: the system's trusted CAs).
 """
 
 import os
@@ -44,6 +45,7 @@ class DbUrl:
     database: str
     sslmode: str = "prefer"
     socket_dir: str | None = None
+    sslrootcert: str | None = None  # CA file for verify-ca / verify-full (else the system's)
 
     def safe(self) -> str:
         """The URL without its password, for messages."""
@@ -79,18 +81,18 @@ def parse_url(url: str) -> DbUrl:
         raise DatabaseConfigError("DATABASE_URL names no host (nor a host= socket folder)")
     database = unquote(parts.path.lstrip("/")) or query.get("dbname") or "postgres"
     user = unquote(parts.username) if parts.username else query.get("user", "postgres")
-    return DbUrl(user, password, host, port, database, sslmode, socket_dir)
+    return DbUrl(user, password, host, port, database, sslmode, socket_dir, query.get("sslrootcert"))
 
 
-def _ssl_context(sslmode: str):
-    """Map libpq's sslmode onto pg8000's ssl_context argument."""
+def _ssl_context(sslmode: str, rootcert: str | None = None):
+    """Map libpq's sslmode (and sslrootcert) onto pg8000's ssl_context argument."""
     if sslmode == "disable":
         return False
     if sslmode in ("allow", "prefer"):
         return None  # pg8000: try TLS, fall back to plain text
     if sslmode == "require":
         return True  # pg8000: TLS required, certificate not checked (Heroku's setting)
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=rootcert)
     if sslmode == "verify-ca":
         context.check_hostname = False
     return context
@@ -118,7 +120,7 @@ def connect(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT):
     if db.socket_dir:
         kwargs.update(unix_sock=f"{db.socket_dir}/.s.PGSQL.{db.port}", ssl_context=False)
     else:
-        kwargs.update(host=db.host, port=db.port, ssl_context=_ssl_context(db.sslmode))
+        kwargs.update(host=db.host, port=db.port, ssl_context=_ssl_context(db.sslmode, db.sslrootcert))
     try:
         con = pg8000.native.Connection(**kwargs)
     except pg8000.native.DatabaseError as exc:
