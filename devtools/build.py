@@ -44,6 +44,8 @@ TRIM = (
     "apprise/i18n/*",  # translations of apprise's own messages: English is built in
     "dateutil/zoneinfo/*.tar.gz",  # dateutil's own copy of the tz database: nothing here reads it
     "charset_normalizer/*.so",  # mypyc speed-ups of md.py/cd.py, which remain and are used instead
+    "*.dist-info/RECORD",  # pip's install record: it hashes console scripts whose first line names
+                           # the building machine's Python, so it differs between checkouts
 )
 PLATFORM_TAGS = {
     "x86_64": ["manylinux2014_x86_64", "manylinux_2_28_x86_64"],
