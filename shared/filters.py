@@ -23,7 +23,6 @@ import json
 import re
 from dataclasses import dataclass, field
 
-FILTER_KEYS = ("select", "drop", "ignore", "text", "whitespace")
 WHITESPACE_MODES = ("ignore", "keep")
 
 # Not part of what a reader sees.
