@@ -36,7 +36,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from devtools import localpg
-from shared import db
+from shared.platform import db
 
 ROOT = Path(__file__).resolve().parent.parent
 URLWATCH_VENV = ROOT / "bench" / ".venv-urlwatch"
@@ -204,7 +204,7 @@ class Databases:
 
 def conditional_supported(python: str) -> bool:
     """Whether jobs may say `conditional = false` (the lead adds it with ETag support)."""
-    probe = "from shared.config import ScrapeJob; print('conditional' in ScrapeJob.__dataclass_fields__)"
+    probe = "from shared.scrape.job import ScrapeJob; print('conditional' in ScrapeJob.__dataclass_fields__)"
     answer = subprocess.run([python, "-c", probe], cwd=ROOT, capture_output=True, text=True, env=child_env())
     return answer.stdout.strip() == "True"
 
@@ -356,10 +356,10 @@ def targets(runs: list[Run], floor: float, pages: int, large: int, etag_supporte
 # --- main -----------------------------------------------------------------------------------
 
 def concurrency() -> int | None:
-    """What our scrape will use: $SCRAPE_CONCURRENCY, else shared.scrape.CONCURRENCY."""
+    """What our scrape will use: $SCRAPE_CONCURRENCY, else shared.scrape.run.CONCURRENCY."""
     if os.environ.get("SCRAPE_CONCURRENCY", "").isdigit():
         return int(os.environ["SCRAPE_CONCURRENCY"])
-    from shared import scrape
+    from shared.scrape import run as scrape
     return getattr(scrape, "CONCURRENCY", None)
 
 

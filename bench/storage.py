@@ -16,8 +16,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from devtools import localpg
-from shared import db, storage
-from shared.scrape import ensure_schema
+from shared.platform import db, schema
+from shared.scrape import storage
+
 
 SEED_TABLE = """
 DROP TABLE IF EXISTS seed_scraps;
@@ -84,7 +85,7 @@ def main() -> None:
 
 def run(url: str, args) -> None:
     con = db.connect(url, statement_timeout="0")
-    ensure_schema(con)
+    schema.ensure(con)
     con.run("DELETE FROM scrape_targets WHERE name LIKE 'bench-%'")
     later = datetime(2030, 1, 1, tzinfo=timezone.utc)
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -55,7 +55,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pg8000.native
 
-from shared import db
+from shared.platform import db
 
 PUBLIC_ROLE = "carto_emulator_public"  # what requests without a master key run as
 TIMEOUT_MESSAGE = ("You are over platform's limits: SQL query timeout error. Refactor your query before"

@@ -8,9 +8,10 @@ A job that Heroku cannot schedule (a cron expression, an odd minute) is an error
 import sys
 
 from shared import config
-from shared.schedule import ScheduleError
-
-COMMANDS = {"scrape": "python -m functions.scrape", "refresh": "python -m functions.carto_refresh"}
+from shared.errors import ConfigError
+from shared.kinds import KINDS
+from shared.platform import entry
+from shared.platform.schedule import ScheduleError
 
 
 def entries(schedules: list, source: str) -> list[tuple[str, str]]:
@@ -20,11 +21,11 @@ def entries(schedules: list, source: str) -> list[tuple[str, str]]:
         try:
             frequency = schedule.heroku_frequency()
         except ScheduleError as exc:
-            raise config.ConfigError(f"{source}: [[{kind}]] job {name!r}: {exc}") from None
+            raise ConfigError(f"{source}: [[{kind}]] job {name!r}: {exc}") from None
         groups.setdefault((kind, frequency), []).append(name)
     out = []
     for (kind, frequency), names in groups.items():
-        command = COMMANDS[kind]
+        command = f"python -m functions.{KINDS[kind].command}"
         if sum(1 for k, _ in groups if k == kind) > 1:  # else the command runs every job of its kind
             command += "".join(f" --job {name}" for name in names)
         out.append((frequency, command))
@@ -32,11 +33,11 @@ def entries(schedules: list, source: str) -> list[tuple[str, str]]:
 
 
 def main() -> int:
-    try:
-        found = entries(config.load_schedules(), config.jobs_source())
-    except config.ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return entry.run_command(_print_entries)
+
+
+def _print_entries() -> int:
+    found = entries(config.schedules(), config.jobs_source())
     print("Heroku Scheduler entries (Resources > Heroku Scheduler > Create job), times in UTC:\n")
     for frequency, command in found:
         print(f"  {frequency:<28} {command}")

@@ -22,10 +22,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from devtools import localpg
+from shared.kinds import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_EVENTS = {"scrape": "events/scheduler-scrape.json",
-                  "carto_refresh": "events/scheduler-carto_refresh.json"}
 
 
 def serve_demo_site() -> str:
@@ -45,7 +44,7 @@ def serve_carto_emulator(load_example: bool) -> tuple[str, str]:
     """A CARTO SQL API emulator on loopback backed by $DATABASE_URL, with the bikeways example
     loaded (idempotently) when asked; returns its SQL API endpoint and demo API key."""
     from devtools.carto_emulator import CartoEmulator
-    from shared import db
+    from shared.platform import db
 
     if load_example:
         con = db.connect()
@@ -71,7 +70,7 @@ def load_event(path: str, url: str | None) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="make invoke-local")
-    parser.add_argument("function", help="handler module in functions/, e.g. scrape")
+    parser.add_argument("function", help="a job kind's command in functions/: " + ", ".join(k.command for k in KINDS.values()))
     parser.add_argument("--event", help="event JSON file (default: a sample from events/)")
     parser.add_argument("--url", help="check this page instead (scrape only)")
     args = parser.parse_args(argv)
@@ -85,9 +84,10 @@ def main(argv=None) -> int:
         # The demo file's [[refresh]] job needs these even when only scrape runs.
         os.environ["DEMO_CARTO_SQL_API_URL"], os.environ["DEMO_CARTO_API_KEY"] = serve_carto_emulator(
             load_example=args.function == "carto_refresh")
-    if not args.event and args.function not in DEFAULT_EVENTS:
+    sample = f"events/scheduler-{args.function}.json"  # every kind has one
+    if not args.event and not (ROOT / sample).exists():
         parser.error(f"no sample event for {args.function!r}: give EVENT=events/...json")
-    event = load_event(args.event or DEFAULT_EVENTS[args.function], args.url)
+    event = load_event(args.event or sample, args.url)
     print(f"event: {json.dumps(event)}", file=sys.stderr)
 
     module = importlib.import_module(f"functions.{args.function}")

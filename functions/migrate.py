@@ -1,27 +1,17 @@
-"""Create or migrate the database schema: the Procfile's `release:` process on Heroku.
-
-    python -m functions.migrate
-"""
+"""Create or migrate the database schema: `python -m functions.migrate`, the Procfile's
+`release:` process on Heroku. Exit codes: 0 done, 1 database unreachable, 2 bad DATABASE_URL."""
 
 import sys
 
-from shared import db, log, storage
+from shared.platform import db, entry, schema
 
 
 def main() -> int:
-    log.setup()
-    try:
-        con = db.connect()
-    except (db.DatabaseConfigError, ConnectionError) as exc:
-        print(f"error: {log.redact(str(exc))}", file=sys.stderr)
-        return 2 if isinstance(exc, db.DatabaseConfigError) else 1
-    try:
-        version = storage.migrate(con)
-    finally:
-        con.close()
+    with db.connection() as con:
+        version = schema.migrate(con)
     print(f"schema at version {version}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run_command(main))

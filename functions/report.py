@@ -1,56 +1,51 @@
 """The history report: `python -m functions.report [--days N] [--html FILE]` (or `make report`).
 
-Prints, per target, checks, changes, failed checks and missed runs per day, last check, last
-change and the error streak, then the database's size against DB_PLAN_LIMIT_MB. Schedules
-(`every`) come from the jobs file ($JOBS_FILE, default ./jobs.toml); without one, missed runs
-are not counted. `--html FILE` also writes one self-contained page with a timeline per target.
+Prints, per scrape target and per refresh job, runs, changes, failures and missed runs per day,
+the last success and the failure streak, then the database's size against DB_PLAN_LIMIT_MB.
+Schedules come from the jobs file ($JOBS_TOML, $JOBS_FILE, default ./jobs.toml); without one,
+missed runs are not counted. `--html FILE` also writes one self-contained page.
 Exit codes: 0 done, 1 database unreachable, 2 bad usage or configuration.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from shared import config, db, log, report, scrape
+from shared import config
+from shared.errors import ConfigError
+from shared.platform import db, entry, log, schema
+from shared.report import history
 
 
-def schedules() -> tuple[dict[str, str | None], str | None]:
-    """Job name -> `every` from the jobs ($JOBS_TOML or the jobs file), and a note when there are
-    none. Reads only names and schedules, so the secrets that ${VAR}s name need not be set here."""
-    if not os.environ.get("JOBS_TOML") and not config.jobs_file_path().exists():
+def schedules() -> tuple[dict[tuple[str, str], str | None], str | None]:
+    """(kind, job name) -> `every`, and a note when there is no jobs file. Reads only names and
+    schedules, so the secrets that ${VAR}s name need not be set here."""
+    if not config.has_jobs_file():
         return {}, f"No jobs file at {config.jobs_file_path()}: schedules unknown, missed runs not counted."
-    return {name: when.every for kind, name, when in config.load_schedules() if kind == "scrape"}, None
+    return {(kind, name): when.every for kind, name, when in config.schedules()}, None
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m functions.report", description=__doc__.split("\n")[0])
-    parser.add_argument("--days", type=int, default=report.DEFAULT_DAYS, help="days shown, today included")
+    parser.add_argument("--days", type=int, default=history.DEFAULT_DAYS, help="days shown, today included")
     parser.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
     args = parser.parse_args(argv)
-    log.setup()
-    if args.days < 1:
-        parser.error("--days must be at least 1")
-    try:
-        by_name, note = schedules()
-        report.plan_limit_bytes()  # a bad DB_PLAN_LIMIT_MB fails before connecting
-        con = db.connect()
-    except (config.ConfigError, db.DatabaseConfigError, ValueError) as exc:
-        print(f"error: {log.redact(str(exc))}", file=sys.stderr)
-        return 2
-    except ConnectionError as exc:
-        print(f"error: {log.redact(str(exc))}", file=sys.stderr)
-        return 1
-    try:
-        scrape.ensure_schema(con)
-        result = report.build(con, by_name, days=args.days, note=note)
-    finally:
-        con.close()
-    print(log.redact(report.text(result)), end="")
-    if args.html:
-        Path(args.html).write_text(log.redact(report.html(result)), encoding="utf-8")
-        print(f"HTML report written to {args.html}")
-    return 0
+
+    def body() -> int:
+        if args.days < 1:
+            raise ConfigError("--days must be at least 1")
+        by_job, note = schedules()
+        history.plan_limit_bytes()  # a bad DB_PLAN_LIMIT_MB fails before connecting
+        with db.connection() as con:
+            schema.ensure(con)
+            result = history.build(con, by_job, days=args.days, note=note)
+        print(log.redact(history.text(result)), end="")
+        if args.html:
+            Path(args.html).write_text(log.redact(history.html(result)), encoding="utf-8")
+            print(f"HTML report written to {args.html}")
+        return 0
+
+    return entry.run_command(body)
 
 
 if __name__ == "__main__":

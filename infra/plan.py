@@ -9,7 +9,8 @@ import os
 from dataclasses import dataclass
 
 from shared import config
-from shared.schedule import EVERY
+from shared.kinds import KINDS
+from shared.platform.schedule import EVERY
 
 STACK = os.environ.get("STACK_NAME", "scheduled-jobs")
 RUNTIME = "python3.13"  # must match LAMBDA_PYTHON in devtools/build.py
@@ -45,9 +46,9 @@ class ScheduleSpec:
 
 
 FUNCTIONS = {
-    # A 10-minute job must finish inside its window; a refresh may poll a Batch API job.
-    "scrape": FunctionSpec("scrape", f"{STACK}-scrape", "functions.scrape.handler", 540, 512),
-    "refresh": FunctionSpec("refresh", f"{STACK}-carto_refresh", "functions.carto_refresh.handler", 900, 256),
+    # One function per job kind, sized by its registration (shared/kinds.py).
+    **{kind.name: FunctionSpec(kind.name, f"{STACK}-{kind.command}", kind.handler, kind.timeout, kind.memory)
+       for kind in KINDS.values()},
     # Splits a large scrape schedule into shards on the work queue (shared/dispatch.py).
     "dispatch": FunctionSpec("dispatch", f"{STACK}-dispatch", "functions.dispatch.handler", 60, 256),
 }
@@ -102,4 +103,4 @@ def schedules(jobs_schedules: list) -> list[ScheduleSpec]:
 
 
 def load() -> list[ScheduleSpec]:
-    return schedules(config.load_schedules())
+    return schedules(config.schedules())

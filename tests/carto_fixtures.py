@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from devtools.carto_emulator import CartoEmulator
-from shared import carto, db
+from shared.platform import db
+from shared.refresh import carto
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-test-master-9f3c2b7a41"  # distinctive, so a leak is easy to find

@@ -88,7 +88,7 @@ def test_lambda_zip_is_reproducible_small_and_clean(artifacts, tmp_path, monkeyp
     zip_path, _ = artifacts
     names = zipfile.ZipFile(zip_path).namelist()
     assert zip_path.stat().st_size < 5_000_000
-    assert "functions/scrape.py" in names and "shared/storage.py" in names and "jobs.toml" in names
+    assert "functions/scrape.py" in names and "shared/scrape/storage.py" in names and "jobs.toml" in names
     assert not [n for n in names if n.startswith(("tests/", "devtools/", "bench/", "pytest", "boto3/", "botocore/", "bin/"))]
     # pip's RECORD files hash console scripts that name the building machine's Python: left out,
     # so that builds in two checkouts are identical too.
@@ -132,7 +132,7 @@ def test_lambda_handlers_run_from_the_unpacked_zip(artifacts, smoke_env, moto_se
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert [(r["name"], r["outcome"] if "outcome" in r else r.get("status")) for r in result["results"]][0][0] == job
+    assert [(r["job"], r["outcome"] if "outcome" in r else r.get("status")) for r in result["results"]][0][0] == job
     assert "smoke-master-key" not in done.stdout + done.stderr
     if function == "scrape":
         assert result["results"][0]["outcome"] == "new"

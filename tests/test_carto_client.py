@@ -10,8 +10,8 @@ import pytest
 import requests
 from werkzeug import Response
 
-from shared import carto
-from shared.config import RefreshJob
+from shared.refresh import carto
+from shared.refresh.job import RefreshJob
 from tests.carto_fixtures import FAST, KEY, REGULAR_KEY, TOKEN, emulator  # noqa: F401 (fixture)
 
 

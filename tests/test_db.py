@@ -4,7 +4,7 @@ import ssl
 
 import pytest
 
-from shared import db, log
+from shared.platform import db, log
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 import trustme
 
 from devtools import localpg
-from shared import db
+from shared.platform import db
 
 
 @pytest.fixture(scope="module")

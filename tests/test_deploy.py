@@ -12,7 +12,8 @@ from cfnlint.api import ManualArgs, lint_all
 
 from devtools import heroku_schedule
 from infra import deploy, plan, template
-from shared import config, schedule
+from shared import config
+from shared.platform import schedule
 
 JOBS = """
 [[scrape]]
@@ -80,13 +81,13 @@ def test_cron_is_aws_only():
 )
 def test_invalid_schedules_name_the_job_and_key(extra, message, monkeypatch):
     table = f'[[scrape]]\nname = "a"\nurl = "http://x/"\n{extra}\n'
+    monkeypatch.setenv("JOBS_TOML", table)
     with pytest.raises(config.ConfigError) as info:
-        config.parse_jobs(tomllib.loads(table), "jobs.toml")
+        [config.build(entry) for entry in config.entries()]
     assert message in str(info.value)
     if "unknown key" not in message:  # deploy tools read schedules without the rest of the job
-        monkeypatch.setenv("JOBS_TOML", table)
         with pytest.raises(config.ConfigError) as info:
-            config.load_schedules()
+            config.schedules()
         assert message in str(info.value)
 
 

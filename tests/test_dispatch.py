@@ -8,7 +8,7 @@ import pytest
 
 from functions import dispatch as dispatch_fn
 from functions import scrape as scrape_fn
-from shared import dispatch
+from shared.platform import dispatch
 
 RUN = "2026-11-21T10:00:00Z"
 

@@ -3,7 +3,7 @@
 import pytest
 from werkzeug import Response
 
-from shared import fetch
+from shared.scrape import fetch
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,14 @@
 import secrets
 from datetime import datetime, timezone
 
+import json
+
 import pytest
 from werkzeug import Response
 
 from functions import scrape as scrape_fn
-from shared import config, filters
+from shared import config
+from shared.scrape import filters
 
 NOISY_PAGE = """<!doctype html>
 <html><head><title>Council</title><meta name="csrf-token" content="{token}">
@@ -53,7 +56,7 @@ def run_cli(capsys, *args):
 
 
 def job(**keys):
-    return config.build_job("scrape", {"name": "j", "url": "http://127.0.0.1/", **keys}, "test")
+    return config.build(config.Entry("scrape", "j", {"name": "j", "url": "http://127.0.0.1/", **keys}, "test"))
 
 
 def test_unfiltered_noisy_page_changes_on_every_check(database_url, db, noisy_page, tmp_path, monkeypatch, capsys):
@@ -139,6 +142,11 @@ def test_fingerprint_follows_the_filter_settings():
     assert filters.fingerprint(job(select="#a")) == filters.fingerprint(job(select=["#a"]))
 
 
+def tomli_w(table: dict) -> str:
+    """One [[scrape]] table as TOML (values are strings, numbers, booleans or lists of them)."""
+    return "[[scrape]]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
+
+
 @pytest.mark.parametrize("keys, message", [
     ({"selects": ["#a"]}, "job 'j': unknown key 'selects'"),
     ({"select": "p["}, "job 'j': selector 'p[' is not valid CSS"),
@@ -151,8 +159,9 @@ def test_fingerprint_follows_the_filter_settings():
 ])
 def test_bad_filter_and_notify_keys_name_job_and_key(tmp_path, keys, message):
     table = {"name": "j", "url": "http://127.0.0.1/", **keys}
+    (tmp_path / "jobs.toml").write_text(tomli_w(table))
     with pytest.raises(config.ConfigError) as caught:
-        config.parse_jobs({"scrape": [table]}, str(tmp_path / "jobs.toml"))
+        [config.build(entry) for entry in config.entries(tmp_path / "jobs.toml")]
     assert message in str(caught.value)
     assert str(caught.value).startswith(str(tmp_path / "jobs.toml"))
 
@@ -162,7 +171,7 @@ def test_html_library_is_imported_lazily():
     import subprocess
     import sys
 
-    code = "import sys, functions.scrape, shared.filters, shared.notify; " \
+    code = "import sys, functions.scrape, shared.scrape.filters, shared.report.notify; " \
            "print([m for m in ('selectolax', 'apprise') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

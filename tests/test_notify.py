@@ -11,7 +11,7 @@ from aiosmtpd.controller import Controller
 from werkzeug import Response
 
 from functions import scrape as scrape_fn
-from shared import notify
+from shared.report import notify
 
 
 class Mailbox:
@@ -221,7 +221,7 @@ def test_long_diffs_are_trimmed():
 
 
 def test_notification_secrets_never_reach_the_log(monkeypatch):
-    from shared import log
+    from shared.platform import log
 
     monkeypatch.setenv("NOTIFY_URLS", "tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/-1001234567890")
     notify.global_urls()

@@ -7,8 +7,10 @@ import pytest
 
 from devtools import invoke_local
 from functions import carto_refresh
-from shared import refresh
-from shared.config import RefreshJob
+from shared.platform import entry, events
+from shared.refresh import run as refresh
+from shared.kinds import KINDS
+from shared.refresh.job import ENV_KEYS, RefreshJob
 from tests.carto_fixtures import KEY, emulator, load_bikeways  # noqa: F401 (fixture)
 
 
@@ -33,7 +35,7 @@ def jobs_file(tmp_path, monkeypatch):
 def no_config(tmp_path, monkeypatch):
     """No JOBS_FILE, no ./jobs.toml, no CARTO_* variables."""
     monkeypatch.chdir(tmp_path)
-    for var in ("JOBS_FILE", "JOBS_TOML", *refresh.ENV_KEYS):
+    for var in ("JOBS_FILE", "JOBS_TOML", *ENV_KEYS):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -50,17 +52,19 @@ def test_environment_job_runs_the_article_refresh(emulator, no_config, monkeypat
 def test_environment_defaults(no_config, monkeypatch):
     monkeypatch.setenv("CARTO_USERNAME", "raphaeld")
     monkeypatch.setenv("CARTO_API_KEY", "k-123456")
-    (job,) = refresh.resolve_jobs()
+    (job,), invalid = entry.resolve(KINDS["refresh"], events.Request())
+    assert invalid == []
     assert (job.name, job.sql, job.mode) == ("carto", "SELECT process_data()", "carto")
-    from shared import carto
+    from shared.refresh import carto
     assert carto.endpoints(job) == carto.Endpoints("https://raphaeld.carto.com/api/v2/sql",
                                                    "https://raphaeld.carto.com/api/v2/sql/job")
     monkeypatch.setenv("CARTO_SQL", "SELECT other()")
-    assert refresh.resolve_jobs()[0].sql == "SELECT other()"
+    assert entry.resolve(KINDS["refresh"], events.Request())[0][0].sql == "SELECT other()"
 
 
 @pytest.mark.parametrize("env, message", [
-    ({}, "nothing to refresh: set CARTO_USERNAME and CARTO_API_KEY"),
+    ({}, "nothing to run: no jobs file at jobs.toml (set JOBS_FILE or JOBS_TOML), and no job from the"
+         " environment (CARTO_USERNAME, CARTO_API_KEY, CARTO_SQL, CARTO_SQL_API_URL)"),
     ({"CARTO_USERNAME": "raphaeld"}, "environment (job 'carto'): missing required variable CARTO_API_KEY (the API key)"),
     ({"CARTO_API_KEY": "k-123456", "CARTO_SQL_API_URL": "https://carto.example.org/api/v2/sql"},
      "missing required variable CARTO_USERNAME"),
@@ -128,7 +132,7 @@ def test_handler_returns_results_and_raises_on_failure(emulator, jobs_file):
               f'[[refresh]]\nname = "bad"\nsql_api_url = "{emulator.sql_url()}"\napi_key = "nope-1234"\n')
     result = carto_refresh.handler({"job": "b", "scheduled_time": "2026-11-21T10:00:00Z"}, None)
     assert result["results"][0]["outcome"] == "ok"
-    with pytest.raises(carto_refresh.RefreshFailed, match=r"1 of 2 refreshes failed: bad: error: HTTP 401"):
+    with pytest.raises(entry.RunFailed, match=r"1 of 2 refresh jobs failed: bad: error: HTTP 401"):
         carto_refresh.handler({}, None)
 
 
@@ -142,9 +146,10 @@ class LambdaContext:  # the two things Lambda's context object offers that we us
 
 def test_lambda_deadline_keeps_a_margin():
     now = time.monotonic()
-    assert refresh.deadline_for(None) is None
-    assert 49 <= refresh.deadline_for(LambdaContext(60_000)) - now <= 50.5  # 60 s less 10 s
-    assert 0.9 <= refresh.deadline_for(LambdaContext(2_000)) - now <= 1.1  # half of a short remainder
+    assert entry.deadline(None, None) is None
+    assert 49 <= entry.deadline(None, LambdaContext(60_000)) - now <= 50.5  # 60 s less 10 s
+    assert 0.9 <= entry.deadline(None, LambdaContext(2_000)) - now <= 1.1  # half of a short remainder
+    assert 0.9 <= entry.deadline(1, LambdaContext(60_000)) - now <= 1.1  # a time budget shorter than Lambda's
 
 
 def test_handler_is_bounded_by_lambda_time(emulator, jobs_file):
@@ -152,7 +157,7 @@ def test_handler_is_bounded_by_lambda_time(emulator, jobs_file):
     jobs_file(f'[[refresh]]\nname = "b"\nsql_api_url = "{emulator.sql_url()}"\napi_key = "{KEY}"\n')
     carto_refresh.handler({}, LambdaContext(30_000))  # uses the window up
     started = time.monotonic()
-    with pytest.raises(carto_refresh.RefreshFailed, match="gave up after 1 tries"):
+    with pytest.raises(entry.RunFailed, match="gave up after 1 tries"):
         carto_refresh.handler({}, LambdaContext(30_000))
     assert time.monotonic() - started < 2
 
@@ -188,7 +193,7 @@ def test_postgres_mode_own_database_url_and_password_never_shown(database_url, m
     assert result.reason.endswith(": answer = 42")
     secret = "pw-hunter2-secret"
     job = pg_job(database_url=f"postgresql://refresher:{secret}@127.0.0.1:1/db", time_budget=0.3)
-    (result,) = refresh.run(refresh._registered([job]), timing=refresh.carto.Timing(backoff_initial=0.01))
+    (result,) = refresh.run([job], timing=refresh.carto.Timing(backoff_initial=0.01))
     assert result.failed and "cannot connect to postgresql://refresher@127.0.0.1:1/db" in result.reason
     assert "gave up after" in result.reason and secret not in result.line()
 

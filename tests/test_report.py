@@ -15,7 +15,9 @@ from werkzeug import Response
 
 from functions import report as report_fn
 from functions import scrape as scrape_fn
-from shared import report, scrape, storage
+from shared.report import history as report
+from shared.platform import schema
+from shared.scrape import run as scrape, storage
 from tests.seed import BREAKDOWN as SEED_BREAKDOWN
 
 UTC = timezone.utc
@@ -39,7 +41,7 @@ def build_seed_like_history(con, name="agenda"):
     04-06: content changes at midnight, 10:00 and 20:00; runs 03:00-03:40 skipped (5),
            08:00 and 08:10 failed (2): 137 checks.
     """
-    scrape.ensure_schema(con)
+    schema.ensure(con)
     url = "http://127.0.0.1/agenda"
     skipped = set(every_10_minutes(at(6, 3, 0), at(6, 3, 50)))
     failed = {at(6, 8, 0), at(6, 8, 10)}
@@ -65,7 +67,7 @@ def build_seed_like_history(con, name="agenda"):
 def test_per_day_checks_changes_errors_and_missed_runs(db):
     build_seed_like_history(db)
     now = at(7, 0, 5)
-    result = report.build(db, {"agenda": "10m"}, now=now, days=4)
+    result = report.build(db, {("scrape", "agenda"): "10m"}, now=now, days=4)
     [target] = result.targets
     days = [(d.day.isoformat(), d.checks, d.changes, d.errors, d.missed) for d in target.days]
     assert days == [
@@ -91,7 +93,7 @@ def test_per_day_checks_changes_errors_and_missed_runs(db):
 
 def test_a_stopped_watcher_shows_as_an_open_gap(db):
     build_seed_like_history(db)
-    result = report.build(db, {"agenda": "10m"}, now=at(7, 6, 0), days=2)
+    result = report.build(db, {("scrape", "agenda"): "10m"}, now=at(7, 6, 0), days=2)
     [target] = result.targets
     assert [d.missed for d in target.days] == [5, 36 - 1]  # 00:00-05:50 on 04-07 = 36 slots, 05:50 still due
     assert target.gaps[-1].open and target.gaps[-1].missed == 37
@@ -99,7 +101,7 @@ def test_a_stopped_watcher_shows_as_an_open_gap(db):
 
 
 def test_error_history_keeps_the_newest_failures(db, monkeypatch):
-    scrape.ensure_schema(db)
+    schema.ensure(db)
     monkeypatch.setattr(storage, "ERROR_HISTORY", 3)
     for minute in range(5):
         failed = storage.record_failure(db, "t", "http://x/", f"error {minute}", at(4, 0, minute))
@@ -188,7 +190,7 @@ def test_html_page_renders_in_chromium_without_console_errors(db, tmp_path):
             storage.record_check(db, "minutes & <notes>", "http://127.0.0.1/m?a=1&b=2", "same", moment)
         else:
             storage.record_failure(db, "minutes & <notes>", "http://127.0.0.1/m?a=1&b=2", "timed out", moment)
-    result = report.build(db, {"agenda": "10m", "minutes & <notes>": "10m"}, now=at(7, 0, 5), days=4)
+    result = report.build(db, {("scrape", "agenda"): "10m", ("scrape", "minutes & <notes>"): "10m"}, now=at(7, 0, 5), days=4)
     page = tmp_path / "report.html"
     page.write_text(report.html(result), encoding="utf-8")
     assert "http://" not in re.sub(r'href="[^"]*"|>http://[^<]*<', "", page.read_text())  # loads nothing

@@ -13,8 +13,10 @@ import trustme
 from werkzeug import Response
 
 from functions import scrape as scrape_fn
-from shared import scrape, storage
-from shared.config import ScrapeJob
+from shared.platform import entry
+from shared.platform import schema
+from shared.scrape import run as scrape, storage
+from shared.scrape.job import ScrapeJob
 from tests.seed import BREAKDOWN
 
 
@@ -117,7 +119,7 @@ def test_seed_scenario_rows_and_breakdown(database_url, db, page, capsys):
 
 def test_breakdown_per_day_over_history(db):
     """Checks spread over three days, with changes on two of them, through the storage API."""
-    scrape.ensure_schema(db)
+    schema.ensure(db)
     day0 = datetime(2016, 4, 4, 12, tzinfo=timezone.utc)
     bodies = ["a"] * 5 + ["b"] * 3 + ["b"] * 4 + ["c", "a", "a"] + ["a"] * 2
     days = [0] * 5 + [1] * 3 + [1] * 4 + [2] * 3 + [2] * 2
@@ -129,7 +131,7 @@ def test_breakdown_per_day_over_history(db):
 
 
 def test_history_beyond_one_segment_is_complete_and_ordered(db):
-    scrape.ensure_schema(db)
+    schema.ensure(db)
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     n = storage.SEGMENT_SIZE * 2 + 7
     for i in range(n):
@@ -232,11 +234,11 @@ def test_handler_stores_a_failing_page_without_raising(database_url, db, page, t
     event = {"scheduled_time": "2026-11-21T10:00:00Z"}
     result = scrape_fn.handler(event, None)
     assert result["failed"] == 1
-    assert [(r["name"], r["outcome"]) for r in result["results"]] == [("good", "new"), ("bad", "error")]
+    assert [(r["job"], r["outcome"]) for r in result["results"]] == [("good", "new"), ("bad", "error")]
     # The same event again (at-least-once delivery): the good target is not checked twice, the
     # bad one is tried again without counting as a second failure.
     again = scrape_fn.handler(event, None)
-    assert [(r["name"], r["outcome"]) for r in again["results"]] == [("good", "duplicate"), ("bad", "error")]
+    assert [(r["job"], r["outcome"]) for r in again["results"]] == [("good", "duplicate"), ("bad", "error")]
     assert db.run("SELECT cardinality(seen_at) FROM scraps")[0][0] == 1
     assert db.run("SELECT error_streak FROM scrape_targets WHERE name = 'bad'")[0][0] == 1
 
@@ -257,16 +259,16 @@ def test_handler_raises_when_time_runs_out_and_its_retry_does_the_rest(database_
                                       f'[[scrape]]\nname = "slow"\nurl = "{page.url}?slow"\ntimeout = 100\n')
     event = {"scheduled_time": "2026-11-21T10:00:00Z"}
     # 30 s left: "quick" (1 s fetch) fits, "slow" (up to 100 s) would not finish in time.
-    with pytest.raises(scrape_fn.ChecksFailed, match="slow: skipped: not checked: the run's time ran out"):
+    with pytest.raises(entry.RunFailed, match="slow: skipped: not checked: the run's time ran out"):
         scrape_fn.handler(event, _LambdaContext(30))
     assert db.run("SELECT target FROM scraps") == [["quick"]]
     result = scrape_fn.handler(event, _LambdaContext(600))  # Lambda's retry, with time enough
-    assert [(r["name"], r["outcome"]) for r in result["results"]] == [("quick", "duplicate"), ("slow", "new")]
+    assert [(r["job"], r["outcome"]) for r in result["results"]] == [("quick", "duplicate"), ("slow", "new")]
 
 
 def test_handler_raises_when_a_check_cannot_be_stored(database_url, db, page, tmp_path, monkeypatch):
     write_jobs(tmp_path, monkeypatch, f'[[scrape]]\nname = "p"\nurl = "{page.url}"\n')
-    scrape.ensure_schema(db)
+    schema.ensure(db)
     db.run("REVOKE INSERT ON scrape_contents FROM PUBLIC")
     db.run("CREATE ROLE reader LOGIN")
     db.run("GRANT SELECT, UPDATE ON ALL TABLES IN SCHEMA public TO reader")
@@ -274,7 +276,7 @@ def test_handler_raises_when_a_check_cannot_be_stored(database_url, db, page, tm
     db.run("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO reader")
     monkeypatch.setenv("DATABASE_URL", database_url.replace("postgresql://postgres@", "postgresql://reader@"))
     try:
-        with pytest.raises(scrape_fn.ChecksFailed, match="p: error: storage failed: .*permission denied"):
+        with pytest.raises(entry.RunFailed, match="p: error: storage failed: .*permission denied"):
             scrape_fn.handler({"scheduled_time": "2026-11-21T10:00:00Z"}, None)
     finally:
         db.run("DROP OWNED BY reader")
@@ -307,14 +309,14 @@ def test_two_concurrent_runs(database_url, db, page, run_key, checks):
 
 
 def test_first_runs_racing_to_create_the_schema(database_url):
-    from shared import db as shared_db
+    from shared.platform import db as shared_db
 
     errors = []
 
     def migrate():
         con = shared_db.connect(database_url)
         try:
-            scrape.ensure_schema(con)
+            schema.ensure(con)
         except Exception as exc:  # pragma: no cover
             errors.append(exc)
         finally:
@@ -327,7 +329,7 @@ def test_first_runs_racing_to_create_the_schema(database_url):
         t.join()
     assert errors == []
     con = shared_db.connect(database_url)
-    assert con.run("SELECT count(*) FROM schema_migrations")[0][0] == len(storage.MIGRATIONS)
+    assert con.run("SELECT count(*) FROM schema_migrations")[0][0] == len(schema.MIGRATIONS)
     con.close()
 
 
@@ -336,7 +338,7 @@ def test_migrate_command_is_idempotent(database_url, capsys):
 
     assert migrate.main() == 0
     assert migrate.main() == 0
-    assert capsys.readouterr().out == f"schema at version {len(storage.MIGRATIONS)}\n" * 2
+    assert capsys.readouterr().out == f"schema at version {len(schema.MIGRATIONS)}\n" * 2
 
 
 def test_user_agent_names_the_project(database_url, httpserver, capsys):

@@ -7,8 +7,10 @@ import pytest
 from werkzeug import Response
 
 from functions import scrape as scrape_fn
-from shared import scrape, storage
-from shared.config import ScrapeJob
+from shared.kinds import KINDS
+from shared.platform import entry, events, schema
+from shared.scrape import run as scrape, storage
+from shared.scrape.job import ScrapeJob
 
 
 class Site:
@@ -136,7 +138,7 @@ def committed_transactions(db) -> int:
 def test_a_run_writes_in_a_bounded_number_of_transactions(database_url, db, httpserver):
     site = Site(httpserver)
     jobs = [ScrapeJob(f"t{i}", site.url(f"p{i}")) for i in range(250)]
-    scrape.ensure_schema(db)
+    schema.ensure(db)
     before = committed_transactions(db)
     results = scrape.run(jobs)
     # The run's connection has closed, so its statistics are flushed: every statement outside
@@ -153,7 +155,7 @@ def test_a_failing_write_loses_only_its_own_check(database_url, db, httpserver):
     site = Site(httpserver)
     for i in range(5):
         site.bodies[f"p{i}"] = f"page {i}" if i != 3 else "poison"
-    scrape.ensure_schema(db)
+    schema.ensure(db)
     db.run("""CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
               BEGIN IF NEW.body = 'poison' THEN RAISE EXCEPTION 'poisoned content'; END IF; RETURN NEW; END $$""")
     db.run("CREATE TRIGGER refuse_poison BEFORE INSERT ON scrape_contents FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
@@ -180,7 +182,8 @@ def test_shards_split_the_jobs_stably_and_completely(database_url, many_jobs, ca
         assert scrape_fn.main(["--shard", f"{index}/3"]) == 0
         shard = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
         assert 3 <= len(shard) <= 17  # about a third each
-        assert scrape.resolve_jobs(shard_spec=(index, 3)) == scrape.resolve_jobs(shard_spec=(index, 3))
+        request = events.Request(shard=(index, 3))
+        assert entry.resolve(KINDS["scrape"], request) == entry.resolve(KINDS["scrape"], request)
         names += shard
     assert sorted(names) == sorted(many_jobs)
 

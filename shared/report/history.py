@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
+from shared.errors import ConfigError
+
 DEFAULT_DAYS = 14
 DEFAULT_PLAN_LIMIT_MB = 1024  # DB_PLAN_LIMIT_MB; set it to your plan's storage cap
 GAP_FACTOR = 1.5  # a pause longer than 1.5 intervals between runs is a gap
@@ -134,15 +136,15 @@ def plan_limit_bytes() -> int:
     try:
         megabytes = float(raw)
     except ValueError:
-        raise ValueError(f"DB_PLAN_LIMIT_MB must be a number of megabytes, not {raw!r}") from None
+        raise ConfigError(f"DB_PLAN_LIMIT_MB must be a number of megabytes, not {raw!r}") from None
     return int(megabytes * 1024 * 1024)
 
 
-def build(con, schedules: dict[str, str | None], now: datetime | None = None, days: int = DEFAULT_DAYS,
+def build(con, schedules: dict[tuple[str, str], str | None], now: datetime | None = None, days: int = DEFAULT_DAYS,
           note: str | None = None) -> Report:
-    """Read the report from the database. `schedules` maps job names to their `every`
-    ("10m", "1h", "1d"; None for cron); targets not in it get no missed-run counts."""
-    from shared.schedule import EVERY
+    """Read the report from the database. `schedules` maps (kind, job name) to the job's `every`
+    ("10m", "1h", "1d"; None for cron); jobs not in it get no missed-run counts."""
+    from shared.platform.schedule import EVERY
 
     now = now or datetime.now(timezone.utc)
     since = datetime.combine(now.date() - timedelta(days=days - 1), datetime.min.time(), timezone.utc)
@@ -155,7 +157,7 @@ def build(con, schedules: dict[str, str | None], now: datetime | None = None, da
     targets = []
     for row in con.run(TARGETS):
         target_id, name, url, last_ok, last_change, streak, last_error, last_error_at, contents, total, first = row
-        every = schedules.get(name)
+        every = schedules.get(("scrape", name))
         target = Target(name, url, every, EVERY.get(every), last_ok, last_change, streak, last_error,
                         last_error_at, contents, int(total), first, checks.get(target_id, []),
                         errors.get(target_id, []))

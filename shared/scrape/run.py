@@ -17,8 +17,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from shared import config, db, fetch, filters, log, notify, shard, storage
-from shared.config import ScrapeJob
+from shared.errors import ConfigError
+from shared.platform import db, log, schema
+from shared.report import notify
+from shared.result import DUPLICATE, ERROR, SKIPPED, Result
+from shared.scrape import fetch, filters, storage
+from shared.scrape.job import ScrapeJob
 
 logger = logging.getLogger(__name__)
 
@@ -34,41 +38,12 @@ STORAGE_FAILED = "storage failed"
 WRITE_MARGIN = 10  # seconds kept before a deadline to write what was fetched
 
 
-@dataclass(frozen=True)
-class Result:
-    name: str
-    outcome: str  # new | unchanged | changed | duplicate | error | skipped (out of time)
-    reason: str | None = None
-    notice: str | None = None  # e.g. a notification that failed; the check itself is stored
-
-    @property
-    def failed(self) -> bool:
-        return self.outcome in ("error", "skipped")
-
-    @property
-    def missing(self) -> bool:
-        """No check was stored for this target: not made for lack of time, or not writable."""
-        return self.outcome == "skipped" or (self.reason or "").startswith(STORAGE_FAILED)
-
-    def line(self) -> str:
-        return (f"{self.name}: {self.outcome}" + (f": {self.reason}" if self.reason else "")
-                + (f" ({self.notice})" if self.notice else ""))
-
-
-def ensure_schema(con) -> None:
-    """Create or migrate the schema unless it is already current (one cheap query)."""
-    exists = con.run("SELECT to_regclass('schema_migrations') IS NOT NULL")[0][0]
-    if exists and con.run("SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0] >= len(storage.MIGRATIONS):
-        return
-    storage.migrate(con)
-
-
 def default_concurrency() -> int:
     value = os.environ.get("SCRAPE_CONCURRENCY")
     if value is None:
         return CONCURRENCY
     if not value.isdigit() or not 1 <= int(value) <= 500:
-        raise config.ConfigError(f"SCRAPE_CONCURRENCY={value!r} must be a whole number from 1 to 500")
+        raise ConfigError(f"SCRAPE_CONCURRENCY={value!r} must be a whole number from 1 to 500")
     return int(value)
 
 
@@ -79,12 +54,11 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
     if concurrency is None:
         concurrency = default_concurrency()
     elif not 1 <= concurrency <= 500:
-        raise config.ConfigError(f"concurrency {concurrency} must be from 1 to 500")
-    con = db.connect(database_url)
-    try:
-        ensure_schema(con)
+        raise ConfigError(f"concurrency {concurrency} must be from 1 to 500")
+    with db.connection(database_url) as con:
+        schema.ensure(con)
         states = storage.target_states(con, [job.name for job in jobs], run_key)
-        results = {job.name: Result(job.name, "duplicate", f"already checked for run {run_key}")
+        results = {job.name: Result(job.name, DUPLICATE, f"already checked for run {run_key}")
                    for job in jobs if job.name in states and states[job.name].recorded}
         todo = [job for job in jobs if job.name not in results]
         # Writes (and the notifications they lead to) happen on their own thread, so handing
@@ -97,7 +71,7 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
             batch, size, written = [], 0, time.monotonic()
             for job, check in _check_all(todo, states, concurrency, per_host, deadline):
                 if check is None:
-                    results[job.name] = Result(job.name, "skipped", "not checked: the run's time ran out")
+                    results[job.name] = Result(job.name, SKIPPED, "not checked: the run's time ran out", retry=True)
                     continue
                 batch.append((job, check))
                 size += len(check.body or "")
@@ -111,8 +85,6 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
             writes.put(None)
             writer.join()
         return [results[job.name] for job in jobs]
-    finally:
-        con.close()
 
 
 def _write_all(con, writes: queue.Queue, run_key: str | None, results: dict) -> None:
@@ -122,7 +94,8 @@ def _write_all(con, writes: queue.Queue, run_key: str | None, results: dict) -> 
             results.update(_store(con, batch, run_key))
         except Exception as exc:  # _store handles storage errors; this is the last resort
             logger.exception("writing %d checks failed", len(batch))
-            results.update({job.name: Result(job.name, "error", f"{STORAGE_FAILED}: {exc}") for job, _ in batch})
+            results.update({job.name: Result(job.name, ERROR, log.redact(f"{STORAGE_FAILED}: {exc}"), retry=True)
+                            for job, _ in batch})
 
 
 def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: int, deadline: float | None):
@@ -141,7 +114,9 @@ def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: 
     running = {}  # future -> host
 
     def one(job: ScrapeJob) -> tuple[ScrapeJob, storage.Check]:
-        return job, check_target(http, job, states.get(job.name))
+        started = time.monotonic()
+        check = check_target(http, job, states.get(job.name))
+        return job, replace(check, seconds=time.monotonic() - started)
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(jobs)))) as pool:
@@ -243,18 +218,18 @@ def _store(con, batch: list[tuple[ScrapeJob, storage.Check]], run_key: str | Non
 
 def _result(job: ScrapeJob, check: storage.Check, stored) -> Result:
     """The result line of one stored check, after sending what it calls for."""
-    if isinstance(stored, Exception):
-        return Result(job.name, "error", f"{STORAGE_FAILED}: {stored}")
+    if isinstance(stored, Exception):  # not stored: a retry of this run would store it
+        return Result(job.name, ERROR, log.redact(f"{STORAGE_FAILED}: {stored}"), retry=True)
     at = check.at.isoformat()
     if check.error is not None:
         if stored is None:  # this run already recorded the target
-            return Result(job.name, "duplicate", check.error)
-        result = Result(job.name, "error", check.error)
+            return Result(job.name, DUPLICATE, check.error)
+        result = Result(job.name, ERROR, check.error, seconds=check.seconds)
         event = notify.Check("error", at, error=check.error, streak_before=stored.previous_streak,
                              streak=stored.streak)
     else:
-        result = Result(job.name, stored.outcome)
-        if stored.outcome == "duplicate":
+        result = Result(job.name, stored.outcome, seconds=check.seconds)
+        if stored.outcome == DUPLICATE:
             return result
         body = check.body if not check.not_modified else None
         event = notify.Check(stored.outcome, at, body=body, previous_body=stored.previous_body,
@@ -264,16 +239,9 @@ def _result(job: ScrapeJob, check: storage.Check, stored) -> Result:
     return replace(result, notice=notice) if notice else result
 
 
-def resolve_jobs(names: list[str] | None = None, url: str | None = None, name: str | None = None,
-                 shard_spec: tuple[int, int] | None = None) -> list[ScrapeJob]:
-    """The targets of a run: one ad-hoc URL, or jobs from the jobs file (all, or those named),
-    optionally only shard I of N of them."""
-    if url:
-        if names or shard_spec:
-            raise config.ConfigError("give either a URL or job names / a shard, not both")
-        return [config.build_job("scrape", {"name": name or _name_for(url), "url": url}, "ad-hoc target")]
-    jobs = config.select(config.load_jobs()["scrape"], names, "scrape", config.jobs_source())
-    return shard.select(jobs, *shard_spec) if shard_spec else jobs
+def adhoc_table(url: str, name: str | None) -> dict:
+    """A one-off target (--url, or a manual invoke's "url") as a [[scrape]] table."""
+    return {"name": name or _name_for(url), "url": url}
 
 
 def _name_for(url: str) -> str:

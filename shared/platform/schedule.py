@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass
 
 EVERY = {"10m": 600, "1h": 3600, "1d": 86400}  # seconds between runs
-DEFAULT_EVERY = {"scrape": "10m", "refresh": "1d"}
 
 _DAILY_AT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _HOURLY_AT = re.compile(r"^:([0-5]\d)$")
@@ -20,7 +19,7 @@ _CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/#L W-]+$")
 
 
 class ScheduleError(ValueError):
-    pass
+    """A schedule key is wrong; shared/config.py adds the file and the job."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,8 @@ class Schedule:
 
 
 def parse(every: str | None, at: str | None, cron: str | None, kind: str) -> Schedule:
-    """Check a job's schedule keys; errors say which key is wrong."""
+    """Check a job's schedule keys (`every` defaults to its kind's); errors say which key is wrong."""
+    from shared.kinds import KINDS
     if cron is not None:
         if every is not None or at is not None:
             raise ScheduleError("key 'cron' replaces 'every' and 'at': give one or the other")
@@ -78,7 +78,7 @@ def parse(every: str | None, at: str | None, cron: str | None, kind: str) -> Sch
         if "?" not in (fields[2], fields[4]):
             raise ScheduleError("key 'cron': EventBridge needs '?' in day-of-month or day-of-week")
         return Schedule(None, None, cron)
-    every = DEFAULT_EVERY[kind] if every is None else every
+    every = KINDS[kind].default_every if every is None else every
     if not isinstance(every, str) or every not in EVERY:
         raise ScheduleError(f"key 'every' must be one of {', '.join(map(repr, EVERY))}, not {every!r}")
     if at is not None:

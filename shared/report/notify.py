@@ -1,4 +1,5 @@
-"""Notifications: a message when a page's content changes, one alert when a job keeps failing.
+"""Notifications for every job kind: a message when a page's content changes, one alert when a
+job keeps failing, one message when it recovers.
 
 Messages go to Apprise URLs (email over SMTP, Amazon SES and SNS, Slack, Discord, Telegram,
 webhooks, ...): a job's own `notify = [...]`, else the global $NOTIFY_URLS (comma or space
@@ -7,8 +8,12 @@ separated); `notify = []` silences a job. What is sent:
 - a change: never on a target's first check, never for errors, nor when the job's filters
   were edited since the last check (the body changed because the filters did). The message
   names the job and URL and holds a unified diff of the filtered text, trimmed.
-- after `alert_after` consecutive failed checks (default 3): one alert; then, on the next
-  success, one "recovered" message. No message for each failed run.
+- after `alert_after` consecutive failed checks or runs (default 3), scrape and refresh alike:
+  one alert naming the job and the last error; then, on the next success, one "recovered"
+  message. No message for each failed run.
+
+Each message carries Apprise's type: failure for alerts (Slack and Discord colour them),
+success for recoveries, info for changes.
 
 A notification that fails is logged and reported in the check's result line; the check
 itself is already stored. Apprise is imported only when something is sent (cold starts).
@@ -21,7 +26,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from shared import log
+from shared.platform import log
 
 logger = logging.getLogger(__name__)
 
@@ -30,17 +35,25 @@ MAX_DIFF_CHARS = 3000  # well under the smallest common limit (Discord: 2000 per
 CONTEXT_LINES = 2  # unchanged lines shown around each change
 
 
+SUCCESSES = ("new", "unchanged", "changed", "ok")  # outcomes that end a failure streak
+# Apprise's notification types (apprise.NotifyType values), named here so that building a
+# message never imports Apprise.
+INFO, SUCCESS, FAILURE = "info", "success", "failure"
+
+
 @dataclass(frozen=True)
 class Message:
     title: str
     body: str
+    type: str = INFO  # INFO | SUCCESS | FAILURE
 
 
 @dataclass(frozen=True)
 class Check:
-    """What one stored check means for notifications (filled in by shared/scrape.py)."""
+    """What one stored check or finished run means for notifications (filled in by
+    shared/scrape/run.py and shared/refresh/run.py)."""
 
-    outcome: str  # new | unchanged | changed | duplicate | error
+    outcome: str  # new | unchanged | changed | ok | duplicate | error
     at: str  # when, for the message (ISO time)
     body: str | None = None  # the filtered content, on success
     previous_body: str | None = None  # the content before, when changed
@@ -48,6 +61,7 @@ class Check:
     streak_before: int = 0  # consecutive failures before this check
     streak: int = 0  # consecutive failures after it
     error: str | None = None
+    unit: str = "checks"  # what failed in a row: "checks" (scrape) or "runs" (refresh)
 
 
 def register_secrets(url: str) -> None:
@@ -78,16 +92,18 @@ def urls_for(job) -> tuple[str, ...]:
 def messages_for(job, check: Check) -> list[Message]:
     """The messages this check calls for: usually none."""
     messages = []
+    where = log.redact(job.where)
     if check.outcome == "changed" and not check.filters_changed and check.previous_body is not None:
         diff = unified_diff(check.previous_body, check.body or "")
-        messages.append(Message(f"{job.name} changed", f"{job.name} changed ({check.at})\n{log.redact(job.url)}\n\n{diff}"))
+        messages.append(Message(f"{job.name} changed", log.redact(f"{job.name} changed ({check.at})\n{where}\n\n{diff}")))
     if check.outcome == "error" and check.streak_before < job.alert_after <= check.streak:
         messages.append(Message(f"{job.name} is failing",
-                                f"{job.name}: the last {check.streak} checks failed ({check.at})\n{log.redact(job.url)}\n\n"
-                                f"Last error: {check.error}"))
-    if check.outcome in ("new", "unchanged", "changed") and check.streak_before >= job.alert_after:
+                                log.redact(f"{job.name}: the last {check.streak} {check.unit} failed ({check.at})\n"
+                                           f"{where}\n\nLast error: {check.error}"), FAILURE))
+    if check.outcome in SUCCESSES and check.streak_before >= job.alert_after:
         messages.append(Message(f"{job.name} recovered",
-                                f"{job.name} recovered after {check.streak_before} failed checks ({check.at})\n{log.redact(job.url)}"))
+                                f"{job.name} recovered after {check.streak_before} failed {check.unit} ({check.at})\n{where}",
+                                SUCCESS))
     return messages
 
 
@@ -117,7 +133,8 @@ def send(urls: tuple[str, ...], message: Message) -> list[str]:
             if not sender.add(url):
                 failures.append(f"{service}: not a valid Apprise URL")
                 continue
-            if not sender.notify(title=message.title, body=message.body, body_format=apprise.NotifyFormat.TEXT):
+            if not sender.notify(title=message.title, body=message.body, body_format=apprise.NotifyFormat.TEXT,
+                                 notify_type=apprise.NotifyType(message.type)):
                 failures.append(f"{service}: not delivered (see log)")
         except Exception as exc:  # a broken plugin must not lose the check
             failures.append(f"{service}: {log.redact(str(exc))}")

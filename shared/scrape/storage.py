@@ -16,6 +16,7 @@ SEGMENT_SIZE = 200  # timestamps per segment: 1.6 kB, small enough to stay out o
 RECENT_KEYS = 300  # run keys remembered per target: over two days of 10-minute runs
 ERROR_HISTORY = 2000  # failed checks remembered per target (for the report): two weeks of 10-minute runs
 
+# This concern's schema changes, in order; shared/platform/schema.py applies them.
 MIGRATIONS = [
     # 1: targets, contents, segmented check times, and the seed-shaped view.
     """
@@ -84,25 +85,6 @@ MIGRATIONS = [
 ]
 
 
-def migrate(con) -> int:
-    """Bring the schema up to date; safe to run concurrently and repeatedly. Returns the version."""
-    con.run("BEGIN")
-    try:
-        # One migrator at a time, even when two first runs start together.
-        con.run("SELECT pg_advisory_xact_lock(hashtext('scheduled-jobs migrations'))")
-        con.run("CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-        current = con.run("SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0]
-        for version, sql in enumerate(MIGRATIONS, 1):
-            if version > current:
-                con.run(sql)
-                con.run("INSERT INTO schema_migrations (version) VALUES (:v)", v=version)
-        con.run("COMMIT")
-    except Exception:
-        con.run("ROLLBACK")
-        raise
-    return len(MIGRATIONS)
-
-
 @dataclass(frozen=True)
 class Check:
     """One check to store: a fetched (and filtered) body, a 304 (the content of the last check,
@@ -116,6 +98,7 @@ class Check:
     filters: str | None = None  # fingerprint of the job's filters (None: not tracked)
     etag: str | None = None  # validators for the next conditional request
     last_modified: str | None = None
+    seconds: float | None = None  # how long fetching and filtering took (not stored: the result line's)
 
 
 @dataclass(frozen=True)

@@ -16,19 +16,21 @@ import json
 import math
 import os
 
-from shared import config, shard
+from shared import config
+from shared.errors import ConfigError, WorkFailed
+from shared.platform import shard
 
 SHARD_SIZE = 500  # targets per shard, about: at 48 parallel fetches, seconds of work, minutes at worst
 
 
-class DispatchError(RuntimeError):
-    pass
+class DispatchError(WorkFailed):
+    """The work queue refused shards: the run must be retried."""
 
 
 def shards_for(schedule: str, shard_size: int | None = None) -> list[list[str]]:
     """The names of the scrape jobs run on `schedule`, split into stable shards."""
     shard_size = shard_size or SHARD_SIZE
-    names = [name for kind, name, when in config.load_schedules()
+    names = [name for kind, name, when in config.schedules()
              if kind == "scrape" and when.aws_expression() == schedule]
     if not names:
         return []
@@ -54,5 +56,24 @@ def send(sqs, queue_url: str, shards: list[list[str]], run_key: str | None) -> i
 def work_queue_url() -> str:
     url = os.environ.get("WORK_QUEUE_URL")
     if not url:
-        raise config.ConfigError("WORK_QUEUE_URL is not set: the dispatcher needs the work queue's URL")
+        raise ConfigError("WORK_QUEUE_URL is not set: the dispatcher needs the work queue's URL")
     return url
+
+
+def handler(event, context) -> dict:
+    """The dispatcher's Lambda handler."""
+    import logging
+
+    import boto3  # only on AWS, where the runtime provides it
+
+    from shared.platform import events, log
+
+    log.setup()
+    request = events.parse(event)
+    if not request.schedule:
+        raise events.EventError("a dispatch event names the schedule of its jobs: {\"schedule\": \"rate(10 minutes)\", ...}")
+    shards = shards_for(request.schedule)
+    sent = send(boto3.client("sqs"), work_queue_url(), shards, request.run_key)
+    logging.getLogger("dispatch").info("%s: %d jobs in %d shards sent for run %s", request.schedule,
+                                       sum(map(len, shards)), sent, request.run_key)
+    return {"shards": sent, "jobs": sum(map(len, shards))}

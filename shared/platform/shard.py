@@ -9,9 +9,11 @@ AWS dispatcher (one queue message per shard).
 import hashlib
 import re
 
+from shared.errors import ConfigError
 
-class ShardError(ValueError):
-    pass
+
+class ShardError(ConfigError):
+    """A --shard that is not I/N."""
 
 
 def parse(spec: str) -> tuple[int, int]:

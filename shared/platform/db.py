@@ -14,22 +14,31 @@ file those two check against (default: the system's trusted CAs).
 import os
 import re
 import ssl
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from shared import NAME, log
+from shared import NAME
+from shared.errors import ConfigError, USAGE, WorkFailed
+from shared.platform import log
 
 CONNECT_TIMEOUT = 30  # seconds to connect (reads then wait up to the statement timeout)
 STATEMENT_TIMEOUT = "60s"  # server-side cap per statement
 
 
-class DatabaseConfigError(ValueError):
+class DatabaseConfigError(ConfigError):
     """DATABASE_URL is missing or malformed."""
 
 
-class ConnectionRefusedByServer(ConnectionError):
+class DatabaseUnavailable(WorkFailed, ConnectionError):
+    """The database cannot be reached now (network, server starting or full): it may pass."""
+
+
+class ConnectionRefusedByServer(DatabaseUnavailable):
     """The server answered and said no (wrong password, no such database): trying again will
-    not help, unlike a network failure or a server that is starting or full."""
+    not help, unlike a network failure or a server that is starting or full. Fix the URL."""
+
+    exit_code = USAGE
 
 
 # SQLSTATEs of a refusal that may pass: too many connections, starting up or shutting down.
@@ -127,13 +136,31 @@ def connect(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT):
         fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
         message = log.redact(str(fields.get("M", exc)))
         if fields.get("C") in TRANSIENT:
-            raise ConnectionError(f"cannot connect to {db.safe()}: {message}") from None
+            raise DatabaseUnavailable(f"cannot connect to {db.safe()}: {message}") from None
         raise ConnectionRefusedByServer(f"cannot connect to {db.safe()}: {message}") from None
     except (pg8000.native.InterfaceError, OSError) as exc:
-        raise ConnectionError(f"cannot connect to {db.safe()}: {log.redact(str(exc))}") from None
+        raise DatabaseUnavailable(f"cannot connect to {db.safe()}: {log.redact(str(exc))}") from None
     limit = _seconds(statement_timeout)
     set_read_timeout(con, limit + READ_MARGIN if limit else None)
     return con
+
+
+@contextmanager
+def connection(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT):
+    """`connect()` as a context manager whose closing never raises: a connection that broke
+    has nothing left to close, and its error must not replace the run's results."""
+    con = connect(url, statement_timeout)
+    try:
+        yield con
+    finally:
+        close_quietly(con)
+
+
+def close_quietly(con) -> None:
+    try:
+        con.close()
+    except Exception:  # noqa: BLE001 - see connection()
+        pass
 
 
 READ_MARGIN = 15  # seconds the client waits beyond the server's statement timeout

@@ -18,9 +18,7 @@ and every invoke is a new check.
 import json
 from dataclasses import dataclass
 
-
-class EventError(ValueError):
-    """The event does not have a shape we understand."""
+from shared.errors import EventError
 
 
 @dataclass(frozen=True)
@@ -30,6 +28,7 @@ class Request:
     name: str | None = None
     run_key: str | None = None
     schedule: str | None = None  # dispatcher: the jobs whose AWS schedule expression this is
+    shard: tuple[int, int] | None = None  # (I, N): only shard I of N of the jobs (command line)
 
 
 PLACEHOLDER_PREFIX = "<aws.scheduler."

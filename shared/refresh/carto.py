@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import requests
 
-from shared import USER_AGENT, log
-from shared.config import RefreshJob
+from shared import USER_AGENT
+from shared.platform import log
+from shared.refresh.job import RefreshJob
+from shared.refresh.outcome import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -74,23 +76,6 @@ class CartoError(Exception):
 
 class _StatementTimeout(CartoError):
     """CARTO stopped the synchronous statement at the plan's limit: go to the Batch API."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    via: str  # "SQL API" or "batch job <id>"
-    seconds: float
-    total_rows: int | None = None
-    note: str | None = None  # why the batch API was used
-    value: str | None = None  # a one-row, one-column answer, e.g. "process_data = 4"
-
-    def summary(self) -> str:
-        rows = ""
-        if self.total_rows is not None:
-            rows = f", {self.total_rows} row" + ("" if self.total_rows == 1 else "s")
-        value = f": {self.value}" if self.value else ""
-        note = f" ({self.note})" if self.note else ""
-        return f"done via {self.via} in {self.seconds:.2f} s{rows}{value}{note}"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,206 @@
+"""One entry adapter for both platforms: trigger, request, `kind.run`, result lines.
+
+    functions/scrape.py:   handler = entry.lambda_handler("scrape")
+                           def main(argv=None): return entry.command_line("scrape", argv)
+
+The command line (Heroku Scheduler, a terminal) and Lambda differ only in how a request
+arrives (argv, or an event: shared/platform/events.py) and how results leave (lines on
+stdout and an exit code, or one log record per result and an exception when the run must be
+retried). Deadlines, secrets, logging and exit codes are written here once, and `JobError`
+is caught here once.
+"""
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+
+from shared import config, errors, kinds
+from shared.errors import ConfigError, JobError
+from shared.platform import events, log, secrets, shard
+from shared.result import INVALID, Result, exit_code
+
+logger = logging.getLogger("run")
+
+LAMBDA_MARGIN = 10.0  # seconds kept back from Lambda's timeout to write, report and return
+
+
+class RunFailed(JobError):
+    """Raised in Lambda after every result is logged, when the run must be tried again (a
+    check not stored, a refresh that failed) or a job could not be used: the invocation then
+    counts as an error (metrics, retries, the dead-letter queue)."""
+
+
+# --- the run, whatever the platform -------------------------------------------------------
+
+def run_request(kind: kinds.Kind, request: events.Request, deadline: float | None) -> list[Result]:
+    """The jobs the request names, run: one Result per job, the unusable ones as `invalid`."""
+    jobs, invalid = resolve(kind, request)
+    return invalid + (kind.run(jobs, request.run_key, deadline) if jobs else [])
+
+
+def resolve(kind: kinds.Kind, request: events.Request) -> tuple[list, list[Result]]:
+    """Build the jobs of a request. A job whose configuration is wrong (an unset ${VAR}, a bad
+    key) becomes an `invalid` result, and the others still run; a wrong request (an unknown
+    job name, an ad-hoc URL for a kind without them) is a ConfigError."""
+    if request.url:
+        if request.jobs or request.shard:
+            raise ConfigError("give either a URL or job names / a shard, not both")
+        if not kind.adhoc:
+            raise ConfigError(f"a {kind.name} run takes job names ({{\"job\": NAME}} or --job), not a url")
+        table = kind.adhoc(request.url, request.name)
+        entries = [config.Entry(kind.name, table["name"], table, "ad-hoc target")]
+    else:
+        entries, source = config.kind_entries(kind)
+        if not entries:
+            raise ConfigError(_nothing_to_run(kind, source))
+        entries = config.select(entries, request.jobs, kind.name, source)
+        if request.shard:
+            entries = shard.select(entries, *request.shard)
+    jobs, invalid = [], []
+    for entry in entries:
+        try:
+            jobs.append(config.build(entry))
+        except ConfigError as exc:
+            invalid.append(Result(entry.name, INVALID, log.redact(str(exc))))
+    return jobs, invalid
+
+
+def _nothing_to_run(kind: kinds.Kind, source: str) -> str:
+    if not config.has_jobs_file() and not os.environ.get("JOBS_FILE"):
+        where = f"no jobs file at {config.jobs_file_path()} (set JOBS_FILE or JOBS_TOML)"
+    else:
+        where = f"{source} has no [[{kind.name}]] job"
+    if kind.from_environment:
+        where += f", and no job from the environment ({', '.join(kind.environment_keys)})"
+    return f"nothing to run: {where}"
+
+
+def time_budget(kind: kinds.Kind, given: float | None = None) -> float | None:
+    """Seconds for the whole run: --time-budget, else $<KIND>_TIME_BUDGET, else none."""
+    variable = f"{kind.name.upper()}_TIME_BUDGET"
+    if given is not None:
+        value, source = given, "--time-budget"
+    elif os.environ.get(variable):
+        source = variable
+        try:
+            value = float(os.environ[variable])
+        except ValueError:
+            raise ConfigError(f"{variable}={os.environ[variable]!r} must be a positive number of seconds") from None
+    else:
+        return None
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{source} {value:g} must be a positive number of seconds")
+    return value
+
+
+def deadline(budget: float | None, context=None) -> float | None:
+    """The time.monotonic() by which the run must be over: the budget's end, and in Lambda the
+    invocation's end less LAMBDA_MARGIN (at most half the time left)."""
+    ends = [time.monotonic() + budget] if budget else []
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining_ms is not None:
+        remaining = remaining_ms() / 1000
+        ends.append(time.monotonic() + remaining - min(LAMBDA_MARGIN, remaining / 2))
+    return min(ends, default=None)
+
+
+# --- Lambda -------------------------------------------------------------------------------
+
+def lambda_handler(command: str) -> Callable:
+    """The Lambda handler of a kind's command."""
+    def handler(event, context):
+        return handle(command, event, context)
+    handler.__doc__ = f"Lambda handler of functions.{command}: see shared/platform/entry.py."
+    return handler
+
+
+def handle(command: str, event, context) -> dict:
+    log.setup()
+    kind = kinds.by_command(command)
+    try:
+        secrets.load()
+        end = deadline(time_budget(kind), context)
+        results = []
+        for request in events.parse_all(event):  # one, or one per SQS record from the dispatcher
+            results += run_request(kind, request, end)
+    except JobError as exc:
+        logger.error("%s", log.redact(str(exc)))
+        raise
+    for result in results:
+        _log_result(result)
+    again = [r for r in results if r.retry or r.outcome == INVALID]
+    if again:
+        raise RunFailed(log.redact(f"{len(again)} of {len(results)} {kind.name} jobs failed: "
+                                   + "; ".join(r.line() for r in again)))
+    return {"results": [log_record(r) for r in results], "failed": sum(r.failed for r in results)}
+
+
+def _log_result(result: Result) -> None:
+    level = logging.WARNING if result.failed else logging.INFO
+    logger.log(level, "%s", log.redact(result.line()), extra=log_record(result))
+
+
+def log_record(result: Result) -> dict:
+    """A result's fields, redacted, as log `extra` and in Lambda's answer."""
+    return {"job": result.name, "outcome": result.outcome,
+            "reason": log.redact(result.reason) if result.reason else None,
+            "notice": log.redact(result.notice) if result.notice else None,
+            "duration": round(result.seconds, 3) if result.seconds is not None else None}
+
+
+# --- the command line ---------------------------------------------------------------------
+
+def command_line(command: str, argv: list[str] | None = None) -> int:
+    """`python -m functions.<command> [options]`: the run's exit code."""
+    import argparse  # here, not at the top: a Lambda cold start never needs it
+
+    kind = kinds.by_command(command)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m functions.{command}", description=f"{kind.summary}: every [[{kind.name}]] job, or some.",
+        epilog="Prints one line per job. Exit codes: 0 all done, 1 a job failed (the others still ran), "
+               "2 bad usage or configuration.")
+    parser.add_argument("--job", action="append", metavar="NAME", help="run only this job (repeatable)")
+    if kind.adhoc:
+        parser.add_argument("--url", help="check this one page instead of the jobs file")
+        parser.add_argument("--name", help="name to store an ad-hoc --url under (default: from the URL)")
+    parser.add_argument("--run-key", help="idempotency key: a second run with the same key repeats nothing")
+    parser.add_argument("--shard", metavar="I/N", help="run only shard I of N of the jobs (stable by job name)")
+    parser.add_argument("--time-budget", type=float, metavar="SECONDS",
+                        help=f"bound the whole run (default ${kind.name.upper()}_TIME_BUDGET)")
+    for flag, variable in kind.options.items():
+        parser.add_argument(flag, metavar="VALUE", help=f"overrides ${variable}")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        for flag, variable in kind.options.items():
+            value = getattr(args, flag.lstrip("-").replace("-", "_"))
+            if value is not None:
+                os.environ[variable] = value
+        request = events.Request(jobs=args.job, url=getattr(args, "url", None), name=getattr(args, "name", None),
+                                 run_key=args.run_key, shard=shard.parse(args.shard) if args.shard else None)
+        results = run_request(kind, request, deadline(time_budget(kind, args.time_budget)))
+        for result in results:
+            if result.outcome == INVALID:  # the reason names file, job and key
+                print(f"error: {log.redact(result.reason)}", file=sys.stderr)
+            else:
+                print(log.redact(result.line()))
+        return exit_code(results)
+
+    return run_command(body)
+
+
+def run_command(body: Callable[[], int]) -> int:
+    """Run a command's body with logging and secrets set up; a JobError becomes its one line on
+    stderr and its exit code, never a traceback."""
+    log.setup()
+    try:
+        secrets.load()
+        return body()
+    except JobError as exc:
+        print(f"error: {log.redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return errors.FAILED

@@ -1,0 +1,96 @@
+"""Logging that never prints a secret, as text lines or as one JSON object per line.
+
+Every module logs through the standard `logging` package; `setup()` installs one handler whose
+formatter replaces each registered secret (database passwords, API keys) with `***`, whatever
+message, argument or traceback carries it. Modules that learn a secret call `add_secret()`.
+
+    LOG_LEVEL=DEBUG    also shows Apprise's, botocore's and urllib3's own records (WARNING otherwise)
+    LOG_FORMAT=json    one JSON object per line (the default in Lambda, for CloudWatch Logs
+                       Insights): time, level, logger, message, and for a result job, outcome,
+                       reason and duration
+"""
+
+import json
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+
+_secrets: set[str] = set()
+
+# Libraries that talk a lot at INFO: quiet unless LOG_LEVEL=DEBUG.
+CHATTY = ("apprise", "botocore", "boto3", "urllib3", "s3transfer", "requests")
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+FORMATS = ("text", "json")
+RESULT_FIELDS = ("job", "outcome", "reason", "notice", "duration")
+
+
+def add_secret(value: str | None) -> None:
+    """Remember a value that must never appear in a log line (ignored if short or empty)."""
+    if value and len(value) >= 4:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Return `text` with every registered secret replaced by `***`."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record; a result's fields (passed as `extra`) become keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+                 "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        entry.update({key: getattr(record, key) for key in RESULT_FIELDS if getattr(record, key, None) is not None})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Wraps a handler's own formatter (Lambda's, say, with its format and date format) and
+    redacts what it produces."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record))
+
+
+def in_lambda() -> bool:
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+def setup() -> None:
+    """Send log records to stderr, one line each, secrets redacted, at $LOG_LEVEL (INFO) in
+    $LOG_FORMAT (text; json in Lambda). Safe to call again: it applies the settings anew."""
+    problems = []
+    level = (os.environ.get("LOG_LEVEL") or "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append(f"LOG_LEVEL={level!r} is not DEBUG, INFO, WARNING or ERROR: using INFO")
+        level = "INFO"
+    style = (os.environ.get("LOG_FORMAT") or ("json" if in_lambda() else "text")).lower()
+    if style not in FORMATS:
+        problems.append(f"LOG_FORMAT={style!r} is not text or json: using text")
+        style = "text"
+    root = logging.getLogger()
+    root.setLevel(level)
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    # Lambda installs its own handler before our code runs: redact through it too.
+    for handler in root.handlers:
+        inner = handler.formatter
+        if isinstance(inner, _RedactingFormatter):
+            inner = getattr(inner, "original", inner.inner)
+        wrapped = _RedactingFormatter(JsonFormatter() if style == "json" else inner or logging.Formatter(FORMAT))
+        wrapped.original = inner  # what to go back to when setup() runs again with LOG_FORMAT=text
+        handler.setFormatter(wrapped)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
+    for problem in problems:
+        logging.getLogger(__name__).warning("%s", problem)

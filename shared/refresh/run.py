@@ -1,0 +1,130 @@
+"""One refresh run: each job's statement (default `SELECT process_data()`) through CARTO's SQL
+API or straight on PostgreSQL, one Result per job.
+
+Jobs run one after another: they usually hit the same CARTO account, whose rate limit is per
+user. With DATABASE_URL set, each run is recorded (shared/refresh/history.py) before CARTO is
+called, so a redelivered scheduled event is a `duplicate` that calls nothing, and the failure
+streak drives the same alerts as scrape's (shared/report/notify.py). Without a database the
+refreshes still run; history is off, and each failure alerts (there is no streak to count).
+"""
+
+import logging
+import os
+import time
+from datetime import datetime, timezone
+
+from shared.platform import db, log, schema
+from shared.refresh import carto, history, postgres
+from shared.refresh.job import RefreshJob
+from shared.report import notify
+from shared.result import DUPLICATE, ERROR, Result
+
+logger = logging.getLogger(__name__)
+LEASE_MARGIN = 60  # seconds past a job's time budget after which its unfinished run counts as dead
+_said_history_is_off = False
+
+
+def run(jobs: list[RefreshJob], run_key: str | None = None, deadline: float | None = None,
+        timing: carto.Timing = carto.Timing()) -> list[Result]:
+    """Run each job within its own time_budget and the run's `deadline` (monotonic)."""
+    return [run_one(job, run_key, deadline, timing) for job in jobs]
+
+
+def run_one(job: RefreshJob, run_key: str | None = None, deadline: float | None = None,
+            timing: carto.Timing = carto.Timing()) -> Result:
+    started = time.monotonic()
+    job_deadline = started + job.time_budget if deadline is None else min(started + job.time_budget, deadline)
+    recorder = _Recorder(job, run_key)
+    if not recorder.claim():
+        return Result(job.name, DUPLICATE, recorder.duplicate_reason, seconds=time.monotonic() - started)
+    try:
+        outcome = refresh(job, job_deadline, timing)
+    except _Failed as exc:
+        reason, outcome = exc.reason, None
+    streak = recorder.finish(outcome, None if outcome else reason)
+    if outcome:
+        result = Result(job.name, "ok", outcome.summary())
+    else:
+        result = Result(job.name, ERROR, reason, retry=True)
+    now = datetime.now(timezone.utc).isoformat()
+    event = notify.Check(result.outcome, now, error=None if outcome else reason,
+                         streak_before=streak.before, streak=streak.after)
+    notices = [n for n in (recorder.notice, notify.after_check(job, event)) if n]
+    return Result(result.name, result.outcome, result.reason, "; ".join(notices) or None,
+                  time.monotonic() - started, result.retry)
+
+
+class _Failed(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def refresh(job: RefreshJob, deadline: float, timing: carto.Timing = carto.Timing()):
+    """Run the job's statement once (with its retries); an Outcome, or _Failed with the reason."""
+    try:
+        if job.mode == "postgres":
+            return postgres.refresh(job, deadline, timing)
+        return carto.refresh(job, deadline, timing=timing)
+    except carto.CartoError as exc:
+        raise _Failed(exc.reason) from None
+    except (postgres.PostgresRefreshError, db.DatabaseUnavailable, db.DatabaseConfigError) as exc:
+        raise _Failed(log.redact(str(exc))) from None
+    except Exception as exc:  # one job's bug must not hide the others' results
+        logger.exception("%s: unexpected failure", job.name)
+        raise _Failed(log.redact(f"unexpected {type(exc).__name__}: {exc}")) from None
+
+
+class _Recorder:
+    """The run's row in the history, when there is a database; a refresh never fails for want
+    of one (its notice says what was not recorded)."""
+
+    def __init__(self, job: RefreshJob, run_key: str | None):
+        self.job, self.run_key = job, run_key
+        self.run_id = None
+        self.notice = None
+        self.duplicate_reason = None
+
+    def claim(self) -> bool:
+        """False when this run is a duplicate of one done or under way."""
+        global _said_history_is_off
+        if not os.environ.get("DATABASE_URL"):
+            if not _said_history_is_off:
+                logger.warning("DATABASE_URL is not set: refresh history is off (no duplicate detection,"
+                               " no failure streaks: every failure alerts)")
+                _said_history_is_off = True
+            return True
+        try:
+            with db.connection() as con:
+                schema.ensure(con)
+                claim = history.claim(con, self.job.name, self.run_key, datetime.now(timezone.utc),
+                                      self.job.time_budget + LEASE_MARGIN)
+        except Exception as exc:  # the refresh matters more than its record
+            self._lost(exc)
+            return True
+        if claim.run_id is None:
+            state = "done" if claim.state == "ok" else f"under way since {claim.started_at:%Y-%m-%d %H:%M:%S} UTC"
+            self.duplicate_reason = f"run {self.run_key} already {state}"
+            return False
+        self.run_id = claim.run_id
+        return True
+
+    def finish(self, outcome, error: str | None) -> history.Streak:
+        """Record the end of the run; the job's failure streak before and after it. Without a
+        record, a failure counts as reaching the job's alert_after."""
+        unknown = history.Streak(self.job.alert_after - 1, self.job.alert_after) if error else history.Streak(0, 0)
+        if self.run_id is None:
+            return unknown
+        try:
+            with db.connection() as con:
+                return history.finish(con, self.run_id, datetime.now(timezone.utc), error is None,
+                                      outcome.via if outcome else None, outcome.total_rows if outcome else None,
+                                      error)
+        except Exception as exc:
+            self._lost(exc)
+            return unknown
+
+    def _lost(self, exc: Exception) -> None:
+        reason = log.redact(str(exc) if isinstance(exc, db.DatabaseUnavailable) else f"{type(exc).__name__}: {exc}")
+        logger.warning("%s: refresh history not recorded: %s", self.job.name, reason)
+        self.notice = f"history not recorded: {reason}"

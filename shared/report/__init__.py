@@ -1,0 +1,1 @@
+"""Telling people: notifications and alerts (notify) and the history report (history)."""

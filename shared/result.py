@@ -1,0 +1,50 @@
+"""The one result type: what happened to one job in one run, for every kind.
+
+Each result is one line (`name: outcome: reason (notice)`), printed once by the entry
+adapter, and decides the run's exit code: 2 if a job could not be used (`invalid`), else 1
+if any failed, else 0.
+"""
+
+from dataclasses import asdict, dataclass
+
+from shared import errors
+
+# Outcomes every kind may report; a kind adds its own successes (scrape: new, unchanged,
+# changed; refresh: ok).
+DUPLICATE = "duplicate"  # this scheduled run was already done: nothing was repeated
+ERROR = "error"  # the job ran and failed (a page, CARTO, the database)
+SKIPPED = "skipped"  # not started: the run's time ran out
+INVALID = "invalid"  # the job could not be used: its configuration is wrong (exit 2)
+FAILURES = (ERROR, SKIPPED, INVALID)
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    outcome: str
+    reason: str | None = None
+    notice: str | None = None  # e.g. a notification that failed; the outcome stands
+    seconds: float | None = None  # how long the job took
+    retry: bool = False  # the platform should run this same run again (Lambda: raise)
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome in FAILURES
+
+    @property
+    def exit_code(self) -> int:
+        if self.outcome == INVALID:
+            return errors.USAGE
+        return errors.FAILED if self.failed else 0
+
+    def line(self) -> str:
+        return (f"{self.name}: {self.outcome}" + (f": {self.reason}" if self.reason else "")
+                + (f" ({self.notice})" if self.notice else ""))
+
+    def record(self) -> dict:
+        """The result as one structured log record (LOG_FORMAT=json) and in Lambda's answer."""
+        return {key: value for key, value in asdict(self).items() if value not in (None, False)}
+
+
+def exit_code(results: list[Result]) -> int:
+    return max((r.exit_code for r in results), default=0)

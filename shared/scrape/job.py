@@ -1,0 +1,55 @@
+"""A `[[scrape]]` job: one watched page, its noise filters, its schedule and its alerts."""
+
+import re
+from dataclasses import dataclass
+
+from shared import keys
+from shared.scrape import filters
+
+
+@dataclass(frozen=True)
+class ScrapeJob:
+    name: str
+    url: str
+    timeout: float = 30.0  # seconds for the whole fetch, body included
+    conditional: bool = True  # send If-None-Match/If-Modified-Since; a 304 is an unchanged check
+    # Noise filters (shared/scrape/filters.py): what of the page counts as its content.
+    select: tuple[str, ...] = ()  # CSS selectors: keep only what they match
+    drop: tuple[str, ...] = ()  # CSS selectors: remove what they match
+    ignore: tuple[str, ...] = ()  # regular expressions: remove matching text
+    text: bool | None = None  # HTML -> text; default: on when a filter above is set
+    whitespace: str = "ignore"  # "ignore": spacing and blank lines are not changes; "keep"
+    # Keys every kind has (shared/keys.py): schedule, notifications, alerts.
+    every: str | None = None  # "10m" (default), "1h", "1d"
+    at: str | None = None
+    cron: str | None = None  # AWS only
+    notify: tuple[str, ...] | None = None  # Apprise URLs; None means $NOTIFY_URLS, [] none
+    alert_after: int = 3  # consecutive failed checks before one alert
+
+    def __post_init__(self):
+        keys.check_common(self, "scrape")
+        keys.check_type(self, "url", str)
+        keys.check_type(self, "timeout", (int, float))
+        keys.check_type(self, "conditional", bool)
+        if not 0 < self.timeout <= 300:  # a run must fit Lambda's and Heroku Scheduler's limits
+            raise ValueError(f"timeout {self.timeout!r} must be between 0 and 300 seconds")
+        for key in ("select", "drop", "ignore"):
+            keys.as_strings(self, key)
+        for selector in self.select + self.drop:
+            filters.check_selector(selector)
+        for pattern in self.ignore:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"key 'ignore': {pattern!r} is not a valid regular expression: {exc}") from None
+        if self.text is not None:
+            keys.check_type(self, "text", bool)
+        if self.whitespace not in filters.WHITESPACE_MODES:
+            raise ValueError(f"key 'whitespace' must be one of {', '.join(filters.WHITESPACE_MODES)}, not {self.whitespace!r}")
+        if not re.match(r"^https?://[^/\s]+", self.url):
+            raise ValueError(f"url {self.url!r} must be an http:// or https:// address")
+
+    @property
+    def where(self) -> str:
+        """What the job watches, for messages (redacted by the caller)."""
+        return self.url
