@@ -64,8 +64,10 @@ def entries(path: Path | None = None) -> list[Entry]:
             if not isinstance(table, dict):
                 raise ConfigError(f"{source}: [[{kind}]] #{index} must be a table of keys, written [[{kind}]]")
             name = table.get("name")
-            if not isinstance(name, str):
+            if name is None:
                 raise ConfigError(f"{source}: [[{kind}]] #{index}: missing required key 'name'")
+            if not isinstance(name, str):
+                raise ConfigError(f"{source}: [[{kind}]] #{index}: key 'name' must be a string")
             if not _NAME.match(name):
                 raise ConfigError(f"{source}: [[{kind}]] job {name[:100]!r}: name may use letters, digits,"
                                   " '_', '.', '-' (up to 100)")

@@ -5,7 +5,7 @@ adapter, and decides the run's exit code: 2 if a job could not be used (`invalid
 if any failed, else 0.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from shared import errors
 
@@ -40,10 +40,6 @@ class Result:
     def line(self) -> str:
         return (f"{self.name}: {self.outcome}" + (f": {self.reason}" if self.reason else "")
                 + (f" ({self.notice})" if self.notice else ""))
-
-    def record(self) -> dict:
-        """The result as one structured log record (LOG_FORMAT=json) and in Lambda's answer."""
-        return {key: value for key, value in asdict(self).items() if value not in (None, False)}
 
 
 def exit_code(results: list[Result]) -> int:

@@ -144,10 +144,11 @@ def _log_result(result: Result) -> None:
 
 def log_record(result: Result) -> dict:
     """A result's fields, redacted, as log `extra` and in Lambda's answer."""
-    return {"job": result.name, "outcome": result.outcome,
-            "reason": log.redact(result.reason) if result.reason else None,
-            "notice": log.redact(result.notice) if result.notice else None,
-            "duration": round(result.seconds, 3) if result.seconds is not None else None}
+    fields = {"job": result.name, "outcome": result.outcome,
+              "reason": log.redact(result.reason) if result.reason else None,
+              "notice": log.redact(result.notice) if result.notice else None,
+              "duration": round(result.seconds, 3) if result.seconds is not None else None}
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 # --- the command line ---------------------------------------------------------------------

@@ -48,7 +48,7 @@ def run_one(job: RefreshJob, run_key: str | None = None, deadline: float | None 
         result = Result(job.name, ERROR, reason, retry=True)
     now = datetime.now(timezone.utc).isoformat()
     event = notify.Check(result.outcome, now, error=None if outcome else reason,
-                         streak_before=streak.before, streak=streak.after)
+                         streak_before=streak.before, streak=streak.after, unit="runs")
     notices = [n for n in (recorder.notice, notify.after_check(job, event)) if n]
     return Result(result.name, result.outcome, result.reason, "; ".join(notices) or None,
                   time.monotonic() - started, result.retry)
