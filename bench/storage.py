@@ -3,7 +3,7 @@
     make bench-storage          (or: python -m bench.storage [--history 100000] [--checks 300])
 
 Uses $DATABASE_URL if set, else a throwaway local PostgreSQL. Measures our segmented
-storage (shared/storage.py) and, for comparison, the seed article's single ever-growing
+storage (shared/scrape/storage.py) and, for comparison, the seed article's single ever-growing
 array, on the same server in the same run. Prints a Markdown table.
 """
 

@@ -49,7 +49,7 @@ FUNCTIONS = {
     # One function per job kind, sized by its registration (shared/kinds.py).
     **{kind.name: FunctionSpec(kind.name, f"{STACK}-{kind.command}", kind.handler, kind.timeout, kind.memory)
        for kind in KINDS.values()},
-    # Splits a large scrape schedule into shards on the work queue (shared/dispatch.py).
+    # Splits a large scrape schedule into shards on the work queue (shared/platform/dispatch.py).
     "dispatch": FunctionSpec("dispatch", f"{STACK}-dispatch", "functions.dispatch.handler", 60, 256),
 }
 # More scrape jobs than this on one schedule: one dispatcher schedule and queued shards

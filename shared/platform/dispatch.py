@@ -2,7 +2,7 @@
 
 The dispatcher Lambda receives {"schedule": "rate(10 minutes)", "scheduled_time": ...} from
 EventBridge Scheduler, takes the scrape jobs with that schedule, splits them into shards of
-about SHARD_SIZE by a hash of their names (shared/shard.py), and sends each shard to the
+about SHARD_SIZE by a hash of their names (shared/platform/shard.py), and sends each shard to the
 work queue as {"jobs": [...], "scheduled_time": ...}. The scrape function consumes the queue.
 
 Why a queue rather than one asynchronous invoke per shard: the queue's event source mapping
