@@ -116,8 +116,9 @@ def build_lambda(out: Path = DIST / "lambda.zip") -> Path:
     return out
 
 
-# Imported lazily, but by every run that touches PostgreSQL: compiled too.
-RUN_IMPORTS = ["pg8000.native"]
+# Imported lazily, but by every run: compiled too. What every run imports after the handler: each kind's run module (loaded on first use, see
+# shared/kinds.py) and the PostgreSQL driver.
+RUN_IMPORTS = ["shared.scrape.run", "shared.refresh.run", "pg8000.native"]
 
 # Run by the runtime's Python inside the staging folder: import the handlers, then compile
 # every module they loaded from the folder. Only those: what loads lazily (HTML parsing,
