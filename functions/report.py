@@ -14,7 +14,7 @@ from pathlib import Path
 from shared import config
 from shared.errors import ConfigError
 from shared.platform import db, entry, log, schema
-from shared.report import history
+from shared.report import history, render
 
 
 def schedules() -> tuple[dict[tuple[str, str], str | None], str | None]:
@@ -39,9 +39,9 @@ def main(argv=None) -> int:
         with db.connection() as con:
             schema.ensure(con)
             result = history.build(con, by_job, days=args.days, note=note)
-        print(log.redact(history.text(result)), end="")
+        print(log.redact(render.text(result)), end="")
         if args.html:
-            Path(args.html).write_text(log.redact(history.html(result)), encoding="utf-8")
+            Path(args.html).write_text(log.redact(render.html(result)), encoding="utf-8")
             print(f"HTML report written to {args.html}")
         return 0
 

@@ -1,8 +1,9 @@
-"""The history report, checked against databases built by real checks.
+"""The history report, checked against databases built by real checks and refreshes.
 
-Today's numbers come from real scrape runs against a loopback page; the per-day numbers
-over past days (the seed's 87-144 checks a day, skipped runs, a change at midnight) from
-storage calls with explicit check times, since a test cannot wait three days.
+Today's numbers come from real scrape runs against a loopback page and real refreshes on
+PostgreSQL; the per-day numbers over past days (the seed's 87-144 checks a day, skipped runs,
+a change at midnight; refresh runs, retries and failures) from storage and refresh history
+calls with explicit times, since a test cannot wait three days.
 """
 
 import re
@@ -13,10 +14,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from werkzeug import Response
 
+from functions import carto_refresh as refresh_fn
 from functions import report as report_fn
 from functions import scrape as scrape_fn
-from shared.report import history as report
+from shared.report import history as report, render
 from shared.platform import schema
+from shared.refresh import history as refresh_history
 from shared.scrape import run as scrape, storage
 from tests.seed import BREAKDOWN as SEED_BREAKDOWN
 
@@ -85,7 +88,7 @@ def test_per_day_checks_changes_errors_and_missed_runs(db):
     seed = [tuple(r) for r in db.run(SEED_BREAKDOWN)]
     assert seed == [("2016-04-04", 87, 0), ("2016-04-05", 144, 1), ("2016-04-06", 137, 2), ("Total:", 368, 3)]
 
-    lines = report.text(result).splitlines()
+    lines = render.text(result).splitlines()
     assert "  2016-04-06    137       3      2      5" in lines
     assert "  Total:        368       4      2      5" in lines
     assert "  gap 2016-04-06 02:50 UTC to 2016-04-06 03:50 UTC: 5 runs missed" in lines
@@ -97,7 +100,7 @@ def test_a_stopped_watcher_shows_as_an_open_gap(db):
     [target] = result.targets
     assert [d.missed for d in target.days] == [5, 36 - 1]  # 00:00-05:50 on 04-07 = 36 slots, 05:50 still due
     assert target.gaps[-1].open and target.gaps[-1].missed == 37
-    assert "no run since 2016-04-06 23:50 UTC: 37 runs missed" in report.text(result)
+    assert "no run since 2016-04-06 23:50 UTC: 37 runs missed" in render.text(result)
 
 
 def test_error_history_keeps_the_newest_failures(db, monkeypatch):
@@ -107,6 +110,94 @@ def test_error_history_keeps_the_newest_failures(db, monkeypatch):
         failed = storage.record_failure(db, "t", "http://x/", f"error {minute}", at(4, 0, minute))
     assert (failed.previous_streak, failed.streak) == (4, 5)
     assert [r[0] for r in db.run("SELECT error FROM scrape_errors ORDER BY at")] == ["error 2", "error 3", "error 4"]
+
+
+# --- refresh jobs ------------------------------------------------------------------------
+
+def refresh_run(con, name, key, start, seconds=None, ok=True, error=None):
+    """One refresh run through the history's own claim() and finish(); seconds=None leaves it running."""
+    claim = refresh_history.claim(con, name, key, start, lease=900)
+    assert claim.run_id is not None
+    if seconds is not None:
+        refresh_history.finish(con, claim.run_id, start + timedelta(seconds=seconds), ok,
+                               "SQL API" if ok else None, 1 if ok else None, error)
+
+
+def build_refresh_history(con):
+    """A daily job, `bikeways`: 04-04 ok in 12 s; 04-05 failed, then its retry (same key) ok in
+    20 s; no run on 04-06; 04-07 failed after 60 s and 04-08 after 5 s. And `manual`, not in the
+    jobs file: 04-07 ok in 2 s, 04-08 still running."""
+    schema.ensure(con)
+    refresh_run(con, "bikeways", "d4", at(4, 4, 0), 12)
+    refresh_run(con, "bikeways", "d5", at(5, 4, 0), 30, ok=False, error="HTTP 500")
+    refresh_run(con, "bikeways", "d5", at(5, 4, 10), 20)
+    refresh_run(con, "bikeways", "d7", at(7, 4, 0), 60, ok=False, error="timed out")
+    refresh_run(con, "bikeways", "d8", at(8, 4, 0), 5, ok=False, error="syntax error")
+    refresh_run(con, "manual", None, at(7, 10, 0), 2)
+    refresh_run(con, "manual", None, at(8, 10, 0))
+
+
+def test_refresh_runs_failures_missed_runs_and_durations_per_day(db):
+    build_refresh_history(db)
+    result = report.build(db, {("refresh", "bikeways"): "1d"}, now=at(8, 12, 0), days=5)
+    assert result.targets == []
+    bikeways, manual = result.refreshes
+    days = [(d.day.isoformat(), d.runs, d.errors, d.missed, d.median_seconds, d.longest_seconds)
+            for d in bikeways.days]
+    assert days == [
+        ("2016-04-04", 1, 0, 0, 12, 12),
+        ("2016-04-05", 1, 0, 0, 20, 20),  # the failed run and its retry are one run
+        ("2016-04-06", 0, 0, 1, None, None),
+        ("2016-04-07", 1, 1, 0, 60, 60),
+        ("2016-04-08", 1, 1, 0, 5, 5),  # the 04-08 slot counts from 04-09 on
+    ]
+    assert (bikeways.median_seconds, bikeways.longest_seconds, bikeways.missed) == (16, 60, 1)
+    assert (bikeways.last_ok, bikeways.error_streak, bikeways.runs_total) == (at(5, 4, 10) + timedelta(seconds=20), 2, 4)
+    assert (bikeways.last_run.started_at, bikeways.last_run.outcome, bikeways.last_run.seconds) == (at(8, 4, 0), "error", 5)
+    assert (bikeways.last_error, bikeways.last_error_at) == ("syntax error", at(8, 4, 0) + timedelta(seconds=5))
+    assert [(g.start, g.end, g.missed, g.open) for g in bikeways.gaps] == [(at(5, 4, 10), at(7, 4, 0), 1, False)]
+
+    # Not in the jobs file: no missed runs, no gaps; a run still going has no duration yet.
+    assert [(d.day.isoformat(), d.runs, d.missed, d.median_seconds) for d in manual.days] == \
+        [("2016-04-07", 1, None, 2), ("2016-04-08", 1, None, None)]
+    assert (manual.last_run.outcome, manual.last_run.seconds, manual.gaps, manual.missed) == ("running", None, [], 0)
+    # A cron job has no `every`: the same.
+    cron = report.build(db, {("refresh", "bikeways"): None}, now=at(8, 12, 0), days=5).refreshes[0]
+    assert [d.missed for d in cron.days] == [None] * 4 and cron.gaps == []  # and no row for 04-06
+
+    text = render.text(result)
+    assert "\n\nbikeways  refresh job  every 1d\n" in text and "\n\nmanual  refresh job  schedule unknown\n" in text
+    lines = text.splitlines()
+    assert lines[lines.index("bikeways  refresh job  every 1d") + 1:][:12] == [
+        "  last run 2016-04-08 04:00 UTC: failed after 5.0 s; last success 2016-04-05 04:10 UTC, failure streak 2",
+        "  last error 2016-04-08 04:00 UTC: syntax error",
+        "  4 runs in all",
+        "  day          runs failed missed     median    longest",
+        "  2016-04-04      1      0      0     12.0 s     12.0 s",
+        "  2016-04-05      1      0      0     20.0 s     20.0 s",
+        "  2016-04-06      0      0      1",
+        "  2016-04-07      1      1      0 1 min 00 s 1 min 00 s",
+        "  2016-04-08      1      1      0      5.0 s      5.0 s",
+        "  Total:          4      2      1     16.0 s 1 min 00 s",
+        "  gap 2016-04-05 04:10 UTC to 2016-04-07 04:00 UTC: 1 runs missed",
+        "",
+    ]
+    assert "  last run 2016-04-08 10:00 UTC: still running; last success 2016-04-07 10:00 UTC, failure streak 0" in lines
+    assert "  2016-04-08      1      0" in lines  # unscheduled, still running: no missed count, no duration
+    assert "rows: scrape_targets 0, scrape_contents 0, scrape_seen 0, scrape_errors 0, refresh_jobs 2, refresh_runs 6" in text
+
+
+def test_a_stopped_refresh_job_shows_as_an_open_gap(db):
+    build_refresh_history(db)
+    result = report.build(db, {("refresh", "bikeways"): "1d"}, now=at(11, 12, 0), days=3)
+    bikeways = next(job for job in result.refreshes if job.name == "bikeways")
+    assert [(d.day.isoformat(), d.runs, d.missed) for d in bikeways.days] == \
+        [("2016-04-09", 0, 1), ("2016-04-10", 0, 1), ("2016-04-11", 0, 0)]  # 04-11's run may still come
+    assert bikeways.runs == [] and bikeways.last_run.started_at == at(8, 4, 0)  # before the window
+    assert [(g.start, g.missed, g.open) for g in bikeways.gaps] == [(at(8, 4, 0), 3, True)]
+    text = render.text(result)
+    assert "  no run since 2016-04-08 04:00 UTC: 3 runs missed" in text
+    assert "  Total:          0      0      2" in text.splitlines()
 
 
 @pytest.fixture
@@ -153,6 +244,43 @@ def test_report_of_real_checks(database_url, db, page, tmp_path, monkeypatch, ca
     assert html_file.read_text().count('<section class="target') == 2
 
 
+def test_report_shows_refresh_jobs_of_the_jobs_file(database_url, db, tmp_path, monkeypatch, capsys):
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text('[[refresh]]\nname = "nightly"\nmode = "postgres"\nsql = "SELECT 1"\nevery = "1d"\n\n'
+                    '[[refresh]]\nname = "broken"\nmode = "postgres"\nsql = "SELECT no_such_function()"\n')
+    monkeypatch.setenv("JOBS_FILE", str(jobs))
+    schema.ensure(db)
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    refresh_run(db, "nightly", "earlier", two_days_ago, 3)  # then yesterday's run did not happen
+    assert refresh_fn.main(["--run-key", "today"]) == 1  # real runs on PostgreSQL: nightly ok, broken failed
+    capsys.readouterr()
+
+    html_file = tmp_path / "report.html"
+    assert report_fn.main(["--html", str(html_file)]) == 0
+    out = capsys.readouterr().out
+    now = datetime.now(UTC)
+    sections = out.split("\n\n")
+    nightly = next(s for s in sections if s.startswith("nightly ")).splitlines()
+    broken = next(s for s in sections if s.startswith("broken ")).splitlines()
+    assert nightly[0] == "nightly  refresh job  every 1d"
+    assert re.fullmatch(rf"  last run {now:%Y-%m-%d} ..:.. UTC: succeeded in \d+\.\d s; "
+                        rf"last success {now:%Y-%m-%d} ..:.. UTC, failure streak 0", nightly[1])
+    assert "  2 runs in all" in nightly
+    assert f"  {(now - timedelta(days=1)).date()}      0      0      1" in nightly  # the missed run
+    assert any(line.startswith(f"  {now.date()}      1      0      0 ") for line in nightly)
+    assert any(line.startswith("  Total:          2      0      1 ") for line in nightly)
+    assert any(line.startswith(f"  gap {two_days_ago:%Y-%m-%d %H:%M} UTC to ") and line.endswith(": 1 runs missed")
+               for line in nightly)
+    assert broken[0] == "broken  refresh job  every 1d"  # a refresh job's default schedule
+    assert broken[1].endswith("last success never, failure streak 1") and ": failed after " in broken[1]
+    assert any("no_such_function" in line for line in broken if line.startswith("  last error "))
+    assert any(line.startswith(f"  {now.date()}      1      1      0 ") for line in broken)
+    assert "refresh_jobs 2, refresh_runs 3" in out
+    page = html_file.read_text()
+    assert page.count('<section class="refresh') == 2 and page.count('<section class="target') == 0
+    assert 'data-refresh="nightly"' in page and 'data-refresh="broken"' in page
+
+
 def test_report_usage_errors(database_url, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("JOBS_FILE", str(tmp_path / "none.toml"))
     monkeypatch.setenv("DB_PLAN_LIMIT_MB", "lots")
@@ -190,9 +318,17 @@ def test_html_page_renders_in_chromium_without_console_errors(db, tmp_path):
             storage.record_check(db, "minutes & <notes>", "http://127.0.0.1/m?a=1&b=2", "same", moment)
         else:
             storage.record_failure(db, "minutes & <notes>", "http://127.0.0.1/m?a=1&b=2", "timed out", moment)
-    result = report.build(db, {("scrape", "agenda"): "10m", ("scrape", "minutes & <notes>"): "10m"}, now=at(7, 0, 5), days=4)
+    # Refresh jobs: one failing since 04-05, one healthy (daily at 04:00, none due yet on 04-07).
+    refresh_run(db, "nightly <sql>", "d4", at(4, 4, 0), 12)
+    refresh_run(db, "nightly <sql>", "d5", at(5, 4, 0), 30, ok=False, error="HTTP 500 & <oops>")
+    refresh_run(db, "nightly <sql>", "d6", at(6, 4, 0), 95, ok=False, error="HTTP 500 & <oops>")
+    for day in (4, 5, 6):
+        refresh_run(db, "healthy", f"d{day}", at(day, 4, 0), 2)
+    schedules = {("scrape", "agenda"): "10m", ("scrape", "minutes & <notes>"): "10m",
+                 ("refresh", "nightly <sql>"): "1d", ("refresh", "healthy"): "1d"}
+    result = report.build(db, schedules, now=at(7, 0, 5), days=4)
     page = tmp_path / "report.html"
-    page.write_text(report.html(result), encoding="utf-8")
+    page.write_text(render.html(result), encoding="utf-8")
     assert "http://" not in re.sub(r'href="[^"]*"|>http://[^<]*<', "", page.read_text())  # loads nothing
 
     # The check can fail: a page with a script error is caught by the same means.
@@ -213,3 +349,25 @@ def test_html_page_renders_in_chromium_without_console_errors(db, tmp_path):
     assert agenda.count('class="check"') == 368 - 4 and agenda.count('class="gap"') == 1
     minutes = re.search(r'data-target="minutes.*?">(.*?)</section>', dom, re.S).group(1)
     assert "6 failed checks in a row: timed out" in minutes and 'class="gap"' in minutes  # stopped at 12:00
+
+    nightly = re.search(r'<section class="refresh" data-refresh="nightly &lt;sql&gt;">(.*?)</section>', dom, re.S)
+    assert nightly, "no section for the failing refresh job"
+    nightly = nightly.group(1)
+    assert "<svg" in nightly and nightly.count('class="run"') == 1 and nightly.count('class="error"') == 2
+    assert "2 failed runs in a row: HTTP 500 &amp; &lt;oops&gt;" in nightly
+    assert "last success 2016-04-04 04:00 UTC" in nightly and "failed after 1 min 35 s" in nightly
+    assert "3 runs, 2\n failed, 0 missed; median 30.0 s, longest 1 min 35 s" in nightly
+    assert "<td>2016-04-06</td><td>1</td><td>1</td><td>0</td><td>1 min 35 s</td><td>1 min 35 s</td>" in nightly
+    healthy = re.search(r'<section class="refresh healthy" data-refresh="healthy">(.*?)</section>', dom, re.S)
+    assert healthy and healthy.group(1).count('class="run"') == 3
+
+    # "Only problems" hides the healthy refresh job, and only it (every target here has a problem).
+    clicked = tmp_path / "clicked.html"
+    clicked.write_text(page.read_text().replace("</body>", """<script>
+document.getElementById("problems-only").click();
+document.body.dataset.hidden = [...document.querySelectorAll("section")]
+  .filter(s => getComputedStyle(s).display === "none").map(s => s.dataset.target || s.dataset.refresh).join("|");
+</script></body>"""))
+    dom, console = render_in_chromium(clicked, tmp_path)
+    assert console == [] and 'data-hidden="healthy"' in dom
+

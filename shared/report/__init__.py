@@ -1,1 +1,2 @@
-"""Telling people: notifications and alerts (notify) and the history report (history)."""
+"""Telling people: notifications and alerts (notify), the history report read from the database
+(history) and rendered as text or one HTML page (render)."""
