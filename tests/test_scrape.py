@@ -3,18 +3,20 @@
 import hashlib
 import json
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import trustme
 from werkzeug import Response
 
 from functions import scrape as scrape_fn
-from shared.platform import entry
-from shared.platform import schema
+from shared.platform import db as shared_db, entry, schema
 from shared.scrape import run as scrape, storage
 from shared.scrape.job import ScrapeJob
 from tests.seed import BREAKDOWN
@@ -266,18 +268,26 @@ def test_handler_raises_when_time_runs_out_and_its_retry_does_the_rest(database_
     assert [(r["job"], r["outcome"]) for r in result["results"]] == [("quick", "duplicate"), ("slow", "new")]
 
 
-def test_handler_raises_when_a_check_cannot_be_stored(database_url, db, page, tmp_path, monkeypatch):
+def test_a_user_who_cannot_write_ends_the_run_before_anything_is_fetched(database_url, db, page, tmp_path, monkeypatch):
     write_jobs(tmp_path, monkeypatch, f'[[scrape]]\nname = "p"\nurl = "{page.url}"\n')
     schema.ensure(db)
     db.run("REVOKE INSERT ON scrape_contents FROM PUBLIC")
     db.run("CREATE ROLE reader LOGIN")
     db.run("GRANT SELECT, UPDATE ON ALL TABLES IN SCHEMA public TO reader")
-    db.run("GRANT INSERT ON scrape_targets, scrape_seen, scrape_errors TO reader")
+    db.run("GRANT INSERT ON scrape_targets, scrape_seen, scrape_errors, refresh_jobs, refresh_runs TO reader")
+    db.run("GRANT DELETE ON scrape_errors TO reader")
     db.run("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO reader")
     monkeypatch.setenv("DATABASE_URL", database_url.replace("postgresql://postgres@", "postgresql://reader@"))
     try:
-        with pytest.raises(entry.RunFailed, match="p: error: storage failed: .*permission denied"):
+        # Found before anything is fetched: one line naming what is missing, exit 2.
+        with pytest.raises(shared_db.DatabaseRefused, match=r"lacks privileges a run needs \(INSERT on scrape_contents\)"):
             scrape_fn.handler({"scheduled_time": "2026-11-21T10:00:00Z"}, None)
+        monkeypatch.setenv("JOBS_TOML", f'[[scrape]]\nname = "p"\nurl = "{page.url}"\n')
+        done = subprocess.run([sys.executable, "-m", "functions.scrape"], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent.parent, timeout=120)
+        assert (done.returncode, done.stdout) == (2, "")
+        assert done.stderr.startswith("error: the database user lacks privileges a run needs (INSERT on scrape_contents)")
+        assert "Traceback" not in done.stderr
     finally:
         db.run("DROP OWNED BY reader")
         db.run("DROP ROLE reader")

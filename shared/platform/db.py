@@ -8,9 +8,13 @@ pg8000 takes keyword arguments, not URLs, so the URL is parsed here. Accepted fo
 
 `sslmode` follows libpq: disable, allow/prefer (try TLS, fall back), require (TLS without
 certificate checks, what Heroku asks for), verify-ca, verify-full; `sslrootcert` names the CA
-file those two check against (default: the system's trusted CAs).
+file those two check against (default: the system's trusted CAs). Without `sslmode`, a host
+that is not loopback gets `require`: a password never crosses a network in plain text because
+a server (or someone in between) declined TLS. Loopback hosts and Unix sockets keep libpq's
+`prefer`.
 """
 
+import ipaddress
 import os
 import re
 import ssl
@@ -41,8 +45,64 @@ class ConnectionRefusedByServer(DatabaseUnavailable):
     exit_code = USAGE
 
 
+class DatabaseRefused(WorkFailed):
+    """The database works but will not let us do our work: a read-only user or replica,
+    `permission denied`, a schema newer than this code. A rerun cannot mend it: fix the
+    database or the URL."""
+
+    exit_code = USAGE
+
+
 # SQLSTATEs of a refusal that may pass: too many connections, starting up or shutting down.
 TRANSIENT = {"53300", "57P03", "57P01"}
+# SQLSTATEs that say "not allowed": insufficient privilege, read-only transaction.
+REFUSED = {"42501", "25006"}
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a pg8000 DatabaseError (None for other errors)."""
+    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return fields.get("C")
+
+
+def classify(exc: BaseException, doing: str) -> Exception:
+    """A driver error met while `doing` something, as the JobError a run ends with: refused
+    (exit 2) when the database says no, unavailable (exit 1) when it is gone or too slow (a lock
+    held past the statement timeout), else the error itself (a bug, or one bad row)."""
+    code = sqlstate(exc)
+    message = exc.args[0].get("M", str(exc)) if code else str(exc)
+    if code in REFUSED:
+        return DatabaseRefused(log.redact(f"{doing}: {message} (SQLSTATE {code}): the database user needs"
+                                          " to create and write this project's tables"))
+    if code in ("57014", "55P03") or code and code.startswith("08") or code in TRANSIENT \
+            or type(exc).__name__ == "InterfaceError" or isinstance(exc, (OSError, ConnectionError)):
+        return DatabaseUnavailable(log.redact(f"{doing}: the database is unavailable: {message}"))
+    return exc
+
+
+@contextmanager
+def transaction(con):
+    """BEGIN ... COMMIT, or ROLLBACK on any error. A connection that broke cannot roll back: the
+    server has ended the transaction already, and the original error is the one that counts."""
+    con.run("BEGIN")
+    try:
+        yield con
+        con.run("COMMIT")
+    except BaseException:
+        try:
+            con.run("ROLLBACK")
+        except Exception:  # noqa: BLE001 - see above
+            pass
+        raise
+
+
+def healthy(con) -> bool:
+    """Whether the connection still answers (after a failed transaction, say)."""
+    try:
+        con.run("SELECT 1")
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: reconnect
+        return False
 
 
 @dataclass(frozen=True)
@@ -52,7 +112,7 @@ class DbUrl:
     host: str | None
     port: int
     database: str
-    sslmode: str = "prefer"
+    sslmode: str = "prefer"  # as given; without one: require, or prefer for loopback and sockets
     socket_dir: str | None = None
     sslrootcert: str | None = None  # CA file for verify-ca / verify-full (else the system's)
 
@@ -75,8 +135,8 @@ def parse_url(url: str) -> DbUrl:
     password = unquote(parts.password) if parts.password is not None else None
     log.add_secret(password)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    sslmode = query.get("sslmode", "prefer")
-    if sslmode not in SSLMODES:
+    sslmode = query.get("sslmode")
+    if sslmode is not None and sslmode not in SSLMODES:
         raise DatabaseConfigError(f"DATABASE_URL sslmode={sslmode!r} is not one of {sorted(SSLMODES)}")
     try:
         port = int(query.get("port") or parts.port or 5432)
@@ -90,7 +150,20 @@ def parse_url(url: str) -> DbUrl:
         raise DatabaseConfigError("DATABASE_URL names no host (nor a host= socket folder)")
     database = unquote(parts.path.lstrip("/")) or query.get("dbname") or "postgres"
     user = unquote(parts.username) if parts.username else query.get("user", "postgres")
+    if sslmode is None:
+        sslmode = "prefer" if socket_dir or is_loopback(host) else "require"
     return DbUrl(user, password, host, port, database, sslmode, socket_dir, query.get("sslrootcert"))
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1): traffic that never leaves
+    this machine. A name is taken as written, never resolved: what it resolves to may change."""
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _ssl_context(sslmode: str, rootcert: str | None = None):
@@ -139,10 +212,32 @@ def connect(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT):
             raise DatabaseUnavailable(f"cannot connect to {db.safe()}: {message}") from None
         raise ConnectionRefusedByServer(f"cannot connect to {db.safe()}: {message}") from None
     except (pg8000.native.InterfaceError, OSError) as exc:
+        if "refuses SSL" in str(exc):  # pg8000's words when the server answers "no TLS here"
+            explicit = "sslmode" in parse_qs(urlsplit(url).query)
+            given = f"sslmode={db.sslmode}" if explicit else "a URL without sslmode for a host that is not loopback"
+            raise ConnectionRefusedByServer(
+                f"cannot connect to {db.safe()}: the server does not offer TLS, which {given} requires;"
+                " if plain text is acceptable on this network, add ?sslmode=disable (or prefer) to DATABASE_URL"
+            ) from None
         raise DatabaseUnavailable(f"cannot connect to {db.safe()}: {log.redact(str(exc))}") from None
     limit = _seconds(statement_timeout)
     set_read_timeout(con, limit + READ_MARGIN if limit else None)
     return con
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str | None) -> str | None:
+    """`text` as PostgreSQL can hold it: without NUL characters (text columns refuse them) and
+    with any lone surrogate (which UTF-8 cannot encode) replaced by U+FFFD."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _LONE_SURROGATE.sub("\ufffd", text)
+    return text.replace("\x00", "") if "\x00" in text else text
 
 
 @contextmanager

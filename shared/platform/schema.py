@@ -3,8 +3,13 @@
 Each concern keeps its own DDL beside its SQL (shared/scrape/storage.py, shared/refresh/
 history.py); this list is the order they were added in, which is the schema's version. A new
 migration goes at the end.
+
+Before a run writes anything, `ensure()` checks that it can: a schema newer than this code, a
+read-only database or a user without the privileges ends the run at once with one line and
+exit 2 (shared/platform/db.DatabaseRefused), before any page is fetched or CARTO is called.
 """
 
+from shared.platform.db import DatabaseRefused, classify, transaction
 from shared.refresh import history
 from shared.scrape import storage
 
@@ -12,30 +17,74 @@ MIGRATIONS = [
     *storage.MIGRATIONS,  # 1-3: scrape targets, contents, check times, errors, validators
     *history.MIGRATIONS,  # 4: refresh jobs and their runs
 ]
+# The privileges a run needs on each table (error history is trimmed with DELETE).
+NEEDED = {table: ("SELECT", "INSERT", "UPDATE") for table in
+          ("scrape_targets", "scrape_contents", "scrape_seen", "refresh_jobs", "refresh_runs")}
+NEEDED["scrape_errors"] = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+# Which of (table, privilege) the current user lacks.
+CANNOT = """
+SELECT t, p FROM unnest(CAST(:tables AS text[]), CAST(:privileges AS text[])) AS n(t, p)
+WHERE to_regclass(t) IS NOT NULL AND NOT has_table_privilege(t, p)
+"""
 
 
 def migrate(con) -> int:
-    """Bring the schema up to date; safe to run concurrently and repeatedly. Returns the version."""
-    con.run("BEGIN")
+    """Bring the schema up to date; safe to run concurrently and repeatedly. Returns the version.
+    Raises DatabaseRefused (exit 2) when it cannot: it never reports success on a database it
+    did not bring up to date."""
     try:
-        # One migrator at a time, even when two first runs start together.
-        con.run("SELECT pg_advisory_xact_lock(hashtext('scheduled-jobs migrations'))")
-        con.run("CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-        current = con.run("SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0]
-        for version, sql in enumerate(MIGRATIONS, 1):
-            if version > current:
-                con.run(sql)
-                con.run("INSERT INTO schema_migrations (version) VALUES (:v)", v=version)
-        con.run("COMMIT")
-    except Exception:
-        con.run("ROLLBACK")
+        with transaction(con):
+            # One migrator at a time, even when two first runs start together.
+            con.run("SELECT pg_advisory_xact_lock(hashtext('scheduled-jobs migrations'))")
+            con.run("CREATE TABLE IF NOT EXISTS schema_migrations"
+                    " (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            current = _newest(con)
+            if current > len(MIGRATIONS):
+                _refuse_newer(con)
+            for version, sql in enumerate(MIGRATIONS, 1):
+                if version > current:
+                    con.run(sql)
+                    con.run("INSERT INTO schema_migrations (version) VALUES (:v)", v=version)
+    except DatabaseRefused:
         raise
+    except Exception as exc:
+        raise classify(exc, "migrating the schema") from None
     return len(MIGRATIONS)
 
 
 def ensure(con) -> None:
-    """Create or migrate the schema unless it is already current (one cheap query)."""
-    exists = con.run("SELECT to_regclass('schema_migrations') IS NOT NULL")[0][0]
-    if exists and con.run("SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0] >= len(MIGRATIONS):
-        return
-    migrate(con)
+    """Create or migrate the schema unless it is current (one cheap query), then check that
+    this user may write it."""
+    try:
+        with transaction(con):  # one round of reads, one transaction
+            exists = con.run("SELECT to_regclass('schema_migrations') IS NOT NULL")[0][0]
+            newest = _newest(con) if exists else 0
+        if newest < len(MIGRATIONS):
+            migrate(con)
+        elif newest > len(MIGRATIONS):
+            _refuse_newer(con)
+        with transaction(con):
+            read_only = con.run("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'")[0][0]
+            pairs = [(table, privilege) for table, privileges in NEEDED.items() for privilege in privileges]
+            missing = con.run(CANNOT, tables=[t for t, _ in pairs], privileges=[p for _, p in pairs])
+    except DatabaseRefused:
+        raise
+    except Exception as exc:
+        raise classify(exc, "checking the schema") from None
+    if read_only:
+        raise DatabaseRefused("the database is read-only (a replica, or default_transaction_read_only):"
+                              " point DATABASE_URL at the primary")
+    if missing:
+        lacking = ", ".join(f"{privilege} on {table}" for table, privilege in missing)
+        raise DatabaseRefused(f"the database user lacks privileges a run needs ({lacking}): grant them,"
+                              " or use the owner's DATABASE_URL")
+
+
+def _newest(con) -> int:
+    return con.run("SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0]
+
+
+def _refuse_newer(con) -> None:
+    raise DatabaseRefused(f"the database schema is at version {_newest(con)}, newer than this code's"
+                          f" {len(MIGRATIONS)}: deploy the newer code (or restore an older database)")

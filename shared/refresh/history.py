@@ -10,6 +10,8 @@ under its key, and that retry is not a second failure.
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared.platform.db import storable, transaction
+
 MIGRATIONS = [
     """
     -- One row per refresh job, found by its name: its failure streak and last outcomes.
@@ -80,22 +82,17 @@ WHERE j.name = :name AND r.run_key = :key
 
 
 def claim(con, name: str, key: str | None, at: datetime, lease: float) -> Claim:
-    con.run("BEGIN")
-    try:
+    key = storable(key)
+    with transaction(con):
         rows = con.run(CLAIM, name=name, key=key, at=at, lease=float(lease))
-        claim = Claim(rows[0][0]) if rows else Claim(None, *con.run(CLAIMED_BY, name=name, key=key)[0])
-        con.run("COMMIT")
-    except Exception:
-        con.run("ROLLBACK")
-        raise
-    return claim
+        return Claim(rows[0][0]) if rows else Claim(None, *con.run(CLAIMED_BY, name=name, key=key)[0])
 
 
 def finish(con, run_id: int, at: datetime, ok: bool, via: str | None, rows: int | None,
            error: str | None) -> Streak:
     """Record how a claimed run ended, and the job's failure streak before and after it."""
-    con.run("BEGIN")
-    try:
+    via, error = storable(via), storable(error)
+    with transaction(con):
         job_id, key, streak, last_error_key = con.run(
             "SELECT j.id, r.run_key, j.error_streak, j.last_error_key FROM refresh_runs r"
             " JOIN refresh_jobs j ON j.id = r.job_id WHERE r.id = :run FOR UPDATE OF j", run=run_id)[0]
@@ -109,8 +106,4 @@ def finish(con, run_id: int, at: datetime, ok: bool, via: str | None, rows: int 
         else:
             con.run("UPDATE refresh_jobs SET error_streak = :streak, last_error = :error, last_error_at = :at,"
                     " last_error_key = :key WHERE id = :job", streak=after, error=error, at=at, key=key, job=job_id)
-        con.run("COMMIT")
-    except Exception:
-        con.run("ROLLBACK")
-        raise
     return Streak(streak, after)

@@ -9,7 +9,6 @@ hooks) costs 2.5 times the CPU of urllib3's for the same exchange (0.95 ms again
 per page here), which decides how many pages a run can check in parallel.
 """
 
-import codecs
 import re
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from urllib3.exceptions import (ConnectTimeoutError, HTTPError, LocationParseErr
                                 NameResolutionError, NewConnectionError, ReadTimeoutError, SSLError)
 
 from shared import USER_AGENT
+from shared.platform import db
 
 CONNECT_TIMEOUT = 10.0  # seconds to open the connection
 TOTAL_TIMEOUT = 30.0  # seconds for the whole exchange, body included
@@ -88,7 +88,7 @@ def fetch(
         return Page(
             url=response.geturl() or url,
             status=response.status,
-            text=decode(raw, response.headers.get("Content-Type", "")).replace("\x00", ""),
+            text=decode(raw, response.headers.get("Content-Type", "")),
             etag=response.headers.get("ETag"),
             last_modified=response.headers.get("Last-Modified"),
             redirected=bool(response.retries and response.retries.history),
@@ -123,25 +123,50 @@ def _failure(exc: Exception, url: str, connect_timeout: float, total_timeout: fl
     return FetchError(f"connection failed: {_root_cause(exc)}")
 
 
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_.:-]+)""", re.I)
+_HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.I)
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([^"'\s/>;]+)""", re.I)
+META_SCAN_BYTES = 1024  # how far browsers look for a <meta> charset (WHATWG's prescan)
 
 
 def decode(raw: bytes, content_type: str) -> str:
-    """Text of a body: the charset the server names, else a BOM, else a <meta> charset in the
-    first 2 kB, else UTF-8 if it decodes cleanly, else Windows-1252 (what browsers assume)."""
-    declared = re.search(r"charset=[\"']?([A-Za-z0-9_.:-]+)", content_type, re.I)
-    candidates = [declared.group(1)] if declared else []
-    if raw.startswith(codecs.BOM_UTF8):
-        candidates.append("utf-8-sig")
-    meta = _META_CHARSET.search(raw[:2048])
-    if meta:
-        candidates.append(meta.group(1).decode("ascii"))
-    for encoding in candidates + ["utf-8"]:
-        try:
-            return raw.decode(encoding)
-        except (LookupError, UnicodeError):  # unknown name, or bytes that are not that encoding
-            continue
-    return raw.decode("cp1252", errors="replace")
+    """Text of a body, decoded the way browsers do (the WHATWG Encoding Standard, through
+    webencodings): a byte order mark wins; then the Content-Type charset; then a <meta> charset
+    in the first 1024 bytes; else UTF-8 when the bytes read as UTF-8 (a few stray invalid bytes
+    become U+FFFD), else windows-1252. Labels the standard does not define (UTF-7 among them)
+    are ignored, as browsers ignore them, and bytes an encoding cannot map become U+FFFD: a
+    body always decodes."""
+    import webencodings  # lazy: only runs that fetch decode
+
+    declared = _HEADER_CHARSET.search(content_type or "")
+    encoding = webencodings.lookup(declared.group(1)) if declared else None
+    if encoding is None:
+        meta = _META_CHARSET.search(raw[:META_SCAN_BYTES])
+        encoding = webencodings.lookup(meta.group(1).decode("ascii", "replace")) if meta else None
+        if encoding is not None and encoding.name in ("utf-16le", "utf-16be"):
+            encoding = webencodings.UTF8  # a <meta> read as ASCII cannot mean UTF-16 (WHATWG)
+        elif encoding is not None and encoding.name == "x-user-defined":
+            encoding = webencodings.lookup("windows-1252")
+    if encoding is None:
+        encoding = webencodings.UTF8 if _mostly_utf8(raw) else webencodings.lookup("windows-1252")
+    text, used = webencodings.decode(raw, encoding, errors="replace")  # a BOM overrides `encoding`
+    if used.name == "replacement":  # labels of encodings unsafe on the web: one U+FFFD, as browsers do
+        return "\ufffd" if raw else ""
+    return db.storable(text)
+
+
+def _mostly_utf8(raw: bytes) -> bool:
+    """True when undeclared bytes are UTF-8: they decode cleanly, or their valid multi-byte
+    sequences outnumber the invalid bytes (a UTF-8 page with a stray byte stays UTF-8, while a
+    windows-1252 page, whose accented letters are lone high bytes, does not)."""
+    try:
+        raw.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        pass
+    text = raw.decode("utf-8", errors="replace")
+    invalid = text.count("\ufffd") - raw.count(b"\xef\xbf\xbd")  # U+FFFD written in the page is valid
+    valid_multibyte = sum(1 for c in text if c > "\x7f") - text.count("\ufffd") + raw.count(b"\xef\xbf\xbd")
+    return valid_multibyte >= invalid
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -9,8 +9,10 @@ rewrites at most SEGMENT_SIZE timestamps, whatever the history's length.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+
+from shared.platform.db import storable, transaction
 
 SEGMENT_SIZE = 200  # timestamps per segment: 1.6 kB, small enough to stay out of TOAST
 RECENT_KEYS = 300  # run keys remembered per target: over two days of 10-minute runs
@@ -152,14 +154,13 @@ def record_batch(con, checks: list[Check], key: str | None = None) -> list[Recor
     """Store many checks (of distinct targets) in one transaction, in at most six round trips
     whatever their number. Returns, per check: Recorded for a success (outcome "duplicate" if
     `key` was already recorded), Failed for a failure, None for an already recorded failure."""
-    con.run("BEGIN")
-    try:
-        results = _record_batch(con, checks, key)
-        con.run("COMMIT")
-    except Exception:
-        con.run("ROLLBACK")
-        raise
-    return results
+    # Whatever a page or an event carried, make it text PostgreSQL can hold (no NUL, no lone
+    # surrogate) before it can fail a whole batch.
+    checks = [replace(c, url=storable(c.url), body=storable(c.body), error=storable(c.error),
+                      etag=storable(c.etag), last_modified=storable(c.last_modified)) for c in checks]
+    key = storable(key)
+    with transaction(con):
+        return _record_batch(con, checks, key)
 
 
 def _record_batch(con, checks: list[Check], key: str | None) -> list:
