@@ -180,7 +180,7 @@ def _ssl_context(sslmode: str, rootcert: str | None = None):
     return context
 
 
-def connect(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT):
+def connect(url: str | None = None, statement_timeout: str | None = None):
     """Open a pg8000 native connection to `url` (default: $DATABASE_URL), with connect and
     statement timeouts."""
     # Imported here: a CARTO refresh never touches PostgreSQL, and pg8000 with its SCRAM and
@@ -197,7 +197,7 @@ def connect(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT):
         database=db.database,
         timeout=CONNECT_TIMEOUT,
         application_name=NAME,
-        startup_params={"statement_timeout": statement_timeout, "TimeZone": "UTC"},
+        startup_params={"statement_timeout": statement_timeout or STATEMENT_TIMEOUT, "TimeZone": "UTC"},
     )
     if db.socket_dir:
         kwargs.update(unix_sock=f"{db.socket_dir}/.s.PGSQL.{db.port}", ssl_context=False)
@@ -220,7 +220,7 @@ def connect(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT):
                 " if plain text is acceptable on this network, add ?sslmode=disable (or prefer) to DATABASE_URL"
             ) from None
         raise DatabaseUnavailable(f"cannot connect to {db.safe()}: {log.redact(str(exc))}") from None
-    limit = _seconds(statement_timeout)
+    limit = _seconds(statement_timeout or STATEMENT_TIMEOUT)
     set_read_timeout(con, limit + READ_MARGIN if limit else None)
     return con
 
@@ -241,7 +241,7 @@ def storable(text: str | None) -> str | None:
 
 
 @contextmanager
-def connection(url: str | None = None, statement_timeout: str = STATEMENT_TIMEOUT):
+def connection(url: str | None = None, statement_timeout: str | None = None):
     """`connect()` as a context manager whose closing never raises: a connection that broke
     has nothing left to close, and its error must not replace the run's results."""
     con = connect(url, statement_timeout)

@@ -3,7 +3,7 @@
 Fetches run in parallel (bounded, and politely limited per host), with conditional requests
 when the last answer carried validators. Checks are written in batches: a few round trips
 per batch, whatever its size, each batch one transaction; if a batch fails, its checks are
-written one by one so one bad target loses nothing else.
+written one by one so one bad target loses nothing else, and a broken connection is replaced.
 """
 
 import logging
@@ -57,45 +57,124 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
         raise ConfigError(f"concurrency {concurrency} must be from 1 to 500")
     with db.connection(database_url) as con:
         schema.ensure(con)
-        states = storage.target_states(con, [job.name for job in jobs], run_key)
-        results = {job.name: Result(job.name, DUPLICATE, f"already checked for run {run_key}")
-                   for job in jobs if job.name in states and states[job.name].recorded}
-        todo = [job for job in jobs if job.name not in results]
-        # Writes (and the notifications they lead to) happen on their own thread, so handing
-        # out fetches never waits on the database; the queue's bound holds fetching back if
-        # the database falls behind.
-        writes: queue.Queue = queue.Queue(maxsize=4)
-        writer = threading.Thread(target=_write_all, args=(con, writes, run_key, results), name="writer")
-        writer.start()
         try:
-            batch, size, written = [], 0, time.monotonic()
-            for job, check in _check_all(todo, states, concurrency, per_host, deadline):
-                if check is None:
-                    results[job.name] = Result(job.name, SKIPPED, "not checked: the run's time ran out", retry=True)
-                    continue
-                batch.append((job, check))
-                size += len(check.body or "")
-                # Write every BATCH_SIZE checks, and sooner if they are big or slow to come, so
-                # a run cut short (a Lambda timeout, a killed dyno) loses little.
-                if len(batch) >= BATCH_SIZE or size >= BATCH_BYTES or time.monotonic() - written >= BATCH_SECONDS:
-                    writes.put(batch)
-                    batch, size, written = [], 0, time.monotonic()
-            writes.put(batch)
-        finally:
-            writes.put(None)
-            writer.join()
-        return [results[job.name] for job in jobs]
+            states = storage.target_states(con, [job.name for job in jobs], run_key)
+        except Exception as exc:
+            raise db.classify(exc, "reading the targets") from None
+    results = {job.name: Result(job.name, DUPLICATE, f"already checked for run {run_key}")
+               for job in jobs if job.name in states and states[job.name].recorded}
+    todo = [job for job in jobs if job.name not in results]
+    # Writes (and the notifications they lead to) happen on their own thread, so handing out
+    # fetches never waits on the database; the queue's bound holds fetching back if the
+    # database falls behind.
+    writer = _Writer(database_url, run_key, results)
+    writes: queue.Queue = queue.Queue(maxsize=4)
+    thread = threading.Thread(target=writer.write_all, args=(writes,), name="writer")
+    thread.start()
+    try:
+        batch, size, written = [], 0, time.monotonic()
+        for job, check in _check_all(todo, states, concurrency, per_host, deadline):
+            if check is None:
+                results[job.name] = Result(job.name, SKIPPED, "not checked: the run's time ran out", retry=True)
+                continue
+            batch.append((job, check))
+            size += len(check.body or "")
+            # Write every BATCH_SIZE checks, and sooner if they are big or slow to come, so a
+            # run cut short (a Lambda timeout, a killed dyno) loses little.
+            if len(batch) >= BATCH_SIZE or size >= BATCH_BYTES or time.monotonic() - written >= BATCH_SECONDS:
+                writes.put(batch)
+                batch, size, written = [], 0, time.monotonic()
+        writes.put(batch)
+    finally:
+        writes.put(None)
+        thread.join()
+        writer.close()
+    return [results[job.name] for job in jobs]
 
 
-def _write_all(con, writes: queue.Queue, run_key: str | None, results: dict) -> None:
-    """The writer thread: store each batch as it comes, until None."""
-    while (batch := writes.get()) is not None:
+class _Writer:
+    """The writer thread's database side. It stores each batch in one transaction, and a batch
+    that fails check by check, so one bad target loses only its own check. A broken connection
+    is replaced; once the database is gone, every check left is failed at once with the reason,
+    and one line says so: each target still gets its result line."""
+
+    def __init__(self, database_url: str | None, run_key: str | None, results: dict):
+        self.url, self.run_key, self.results = database_url, run_key, results
+        self.con = None
+        self.down: str | None = None  # why the database cannot be written any more
+
+    def write_all(self, writes: queue.Queue) -> None:
+        """The writer thread: store each batch as it comes, until None."""
+        while (batch := writes.get()) is not None:
+            try:
+                self.results.update(self.store(batch))
+            except Exception as exc:  # store handles storage errors; this is the last resort
+                logger.exception("writing %d checks failed", len(batch))
+                self.results.update({job.name: _unstored(job, exc) for job, _ in batch})
+
+    def store(self, batch: list[tuple[ScrapeJob, storage.Check]]) -> dict[str, Result]:
+        """Write a batch in one transaction; if that fails, each check on its own. Then notify."""
+        if not batch:
+            return {}
+        if self.down:
+            return {job.name: _unstored(job, self.down) for job, _ in batch}
         try:
-            results.update(_store(con, batch, run_key))
-        except Exception as exc:  # _store handles storage errors; this is the last resort
-            logger.exception("writing %d checks failed", len(batch))
-            results.update({job.name: Result(job.name, ERROR, log.redact(f"{STORAGE_FAILED}: {exc}"), retry=True)
-                            for job, _ in batch})
+            stored = list(zip(batch, storage.record_batch(self.connection(), [c for _, c in batch], self.run_key)))
+        except Exception as exc:
+            problem = db.classify(exc, "storing checks")
+            if isinstance(problem, db.DatabaseUnavailable) and not self.reconnect(problem) \
+                    or db.sqlstate(exc) in ("57014", "55P03"):  # gone, or a lock held past the statement timeout
+                return {job.name: _unstored(job, self.down or problem) for job, _ in batch}
+            logger.warning("writing a batch of %d checks failed (%s); writing them one by one", len(batch),
+                           log.redact(str(problem)))
+            stored = [((job, check), self.store_one(check)) for job, check in batch]
+        return {job.name: _result(job, check, outcome) for (job, check), outcome in stored}
+
+    def store_one(self, check: storage.Check):
+        """One check in its own transaction: what record_batch gives, or the exception."""
+        if self.down:
+            return db.DatabaseUnavailable(self.down)
+        try:
+            return storage.record_batch(self.connection(), [check], self.run_key)[0]
+        except Exception as exc:  # a storage failure of one target must not stop the others
+            problem = db.classify(exc, "storing the check")
+            logger.warning("%s: could not store the check: %s", check.name, log.redact(str(problem)))
+            if isinstance(problem, db.DatabaseUnavailable):
+                self.reconnect(problem)
+            return problem
+
+    def connection(self):
+        if self.con is None:
+            self.con = db.connect(self.url)
+        return self.con
+
+    def reconnect(self, problem: Exception) -> bool:
+        """After a failure: keep the connection if it still answers, else open a new one. False
+        (and the database marked down for the rest of the run) when that fails too."""
+        if self.con is not None and db.healthy(self.con):
+            return True
+        self.close()
+        try:
+            self.connection()
+            return True
+        except Exception as exc:  # noqa: BLE001 - any failure to reconnect means: down
+            self.down = log.redact(f"storage failed: {problem}; reconnecting failed: {exc}")
+            logger.error("the database went away during the run: %s; the checks not yet stored are reported"
+                         " as errors", log.redact(str(exc)))
+            return False
+
+    def close(self) -> None:
+        if self.con is not None:
+            db.close_quietly(self.con)
+            self.con = None
+
+
+def _unstored(job: ScrapeJob, problem) -> Result:
+    """A check that could not be stored: a retry of this run would store it."""
+    reason = str(problem)
+    if not reason.startswith(STORAGE_FAILED):
+        reason = f"{STORAGE_FAILED}: {reason}"
+    return Result(job.name, ERROR, log.redact(reason), retry=True)
 
 
 def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: int, deadline: float | None):
@@ -198,28 +277,10 @@ def _fetch(http, job: ScrapeJob, headers: dict) -> fetch.Page:
                        connect_timeout=min(fetch.CONNECT_TIMEOUT, job.timeout))
 
 
-def _store(con, batch: list[tuple[ScrapeJob, storage.Check]], run_key: str | None) -> dict[str, Result]:
-    """Write a batch in one transaction; if that fails, each check on its own. Then notify."""
-    if not batch:
-        return {}
-    try:
-        stored = list(zip(batch, storage.record_batch(con, [check for _, check in batch], run_key)))
-    except Exception:
-        logger.exception("writing a batch of %d checks failed; writing them one by one", len(batch))
-        stored = []
-        for job, check in batch:
-            try:
-                stored.append(((job, check), storage.record_batch(con, [check], run_key)[0]))
-            except Exception as exc:  # a storage failure of one target must not stop the others
-                logger.exception("%s: could not store the check", job.name)
-                stored.append(((job, check), exc))
-    return {job.name: _result(job, check, outcome) for (job, check), outcome in stored}
-
-
 def _result(job: ScrapeJob, check: storage.Check, stored) -> Result:
     """The result line of one stored check, after sending what it calls for."""
-    if isinstance(stored, Exception):  # not stored: a retry of this run would store it
-        return Result(job.name, ERROR, log.redact(f"{STORAGE_FAILED}: {stored}"), retry=True)
+    if isinstance(stored, Exception):
+        return _unstored(job, stored)
     at = check.at.isoformat()
     if check.error is not None:
         if stored is None:  # this run already recorded the target
