@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-test-master-9f3c2b7a41"  # distinctive, so a leak is easy to find
 REGULAR_KEY = "sk-test-regular-5d1e8c0b"
 TOKEN = "v3-token-0a9b8c7d6e"
-FAST = carto.Timing(backoff_initial=0.01, backoff_max=0.05, poll_initial=0.05, poll_growth=1.5, poll_max=0.2)
+FAST = carto.Timing(backoff_initial=0.01, backoff_max=0.05, poll_initial=0.05, poll_growth=1.5, poll_max=0.2,
+                    v3_sync_margin=0.1)
 
 
 def load_bikeways(database_url: str) -> None:

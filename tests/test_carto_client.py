@@ -168,11 +168,63 @@ def test_carto3_query_and_job_with_bearer_token(emulator, db):
     assert error.status == 401 and error.reason == "HTTP 401 (API key rejected): Unauthorized"
 
 
+def v3_job(emu, **keys) -> RefreshJob:
+    return RefreshJob(**{"name": "v3", "mode": "carto3", "base_url": emu.base_url, "connection": "carto_dw",
+                         "api_key": TOKEN, **keys})
+
+
+def test_carto3_job_is_polled_by_job_id_never_external_id(emulator, db):
+    outcome = run(v3_job(emulator, sql="SELECT pg_sleep(0.3), process_data()", always_batch=True))
+    (job,) = emulator.jobs.values()
+    assert job.external_id != job.job_id and outcome.via == f"batch job {job.job_id}"
+    create, *polls = emulator.requests
+    assert (create.method, create.path) == ("POST", "/v3/sql/carto_dw/job")
+    assert polls and all((p.method, p.path) == ("GET", f"/v3/sql/carto_dw/job/{job.job_id}") for p in polls)
+    assert db.run("SELECT count(*) FROM bikeways_demand")[0][0] == 4
+    # What a client polling with externalId would have got:
+    answer = requests.get(f"{emulator.v3_url()}/job/{job.external_id}", headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=10)
+    assert answer.status_code == 404
+
+
+def test_carto3_failed_job_reports_carto_error(emulator):
+    error = failure(v3_job(emulator, sql="SELECT * FROM missing_table", always_batch=True))
+    assert error.reason.startswith("batch job ") and error.reason.endswith(
+        'failed: relation "missing_table" does not exist')
+
+
+@pytest.mark.parametrize("answer, read_timeout", [("504", 60.0), ("error", 60.0), ("none", 0.3)])
+def test_carto3_sync_query_past_the_limit_runs_as_a_job(emulator, db, caplog, answer, read_timeout):
+    """However CARTO 3's one-minute limit shows (a 504, an error saying it timed out, or no
+    answer before our read timeout), the statement runs once more, as a job, not synchronously."""
+    emulator.set_v3_sync_limit(0.3, answer=answer)
+    started = time.monotonic()
+    outcome = run(v3_job(emulator, sql="SELECT pg_sleep(0.5), process_data()", read_timeout=read_timeout))
+    assert time.monotonic() - started < 5
+    assert outcome.via.startswith("batch job ") and outcome.note == "synchronous query timed out, moved to a job"
+    assert outcome.summary().endswith("(synchronous query timed out, moved to a job)")
+    assert db.run("SELECT count(*) FROM bikeways_demand")[0][0] == 4
+    sync, create, *polls = emulator.requests
+    assert [(r.method, r.path) for r in (sync, create)] == [("POST", "/v3/sql/carto_dw/query"),
+                                                          ("POST", "/v3/sql/carto_dw/job")]
+    assert polls and all(p.method == "GET" for p in polls)  # the sync call was not retried
+    assert "running it as a job instead" in caplog.text and TOKEN not in caplog.text
+
+
+def test_carto3_sync_read_timeout_is_read_timeout_plus_a_margin(emulator):
+    # 0.4 s is past read_timeout (0.3) but within it plus the margin: the answer is awaited.
+    emulator.set_v3_sync_limit(5)
+    margin = carto.Timing(**{**FAST.__dict__, "v3_sync_margin": 1.0})
+    outcome = run(v3_job(emulator, sql="SELECT pg_sleep(0.4), process_data()", read_timeout=0.3), timing=margin)
+    assert outcome.via == "SQL API" and len(emulator.requests) == 1
+
+
 # -- failures the emulator does not produce --------------------------------------------------
 
 def test_5xx_is_retried_with_backoff_then_succeeds(httpserver):
     answers = [Response("<html>Bad gateway</html>", status=502), Response('{"error":["busy"]}', status=503,
-                                                                             content_type="application/json")]
+                                                                             content_type="application/json"),
+               Response("upstream request timeout", status=504)]  # v2: a 504 is retried like any 5xx
 
     def handler(request):
         if answers:
@@ -183,7 +235,36 @@ def test_5xx_is_retried_with_backoff_then_succeeds(httpserver):
     httpserver.expect_request("/api/v2/sql", method="POST").respond_with_handler(handler)
     job = RefreshJob(name="j", api_key=KEY, username="demo", sql_api_url=httpserver.url_for("/api/v2/sql"))
     assert run(job).value == "process_data = 1"
-    assert len(httpserver.log) == 3
+    assert len(httpserver.log) == 4
+
+
+def test_carto3_5xx_without_timeout_is_retried_synchronously(httpserver):
+    answers = [Response("<html>Bad gateway</html>", status=502),
+               Response('{"error":"backend busy"}', status=503, content_type="application/json")]
+
+    def handler(request):
+        if answers:
+            return answers.pop(0)
+        return Response('{"rows":[{"process_data":1}],"schema":[{"name":"process_data","type":"int4"}],"meta":{}}',
+                        content_type="application/json")
+
+    httpserver.expect_request("/v3/sql/dw/query", method="POST").respond_with_handler(handler)
+    job = RefreshJob(name="j", mode="carto3", base_url=httpserver.url_for("/"), connection="dw", api_key=TOKEN)
+    outcome = run(job)
+    assert (outcome.via, outcome.value) == ("SQL API", "process_data = 1") and len(httpserver.log) == 3
+
+
+def test_carto3_5xx_saying_timed_out_runs_as_a_job(httpserver):
+    httpserver.expect_oneshot_request("/v3/sql/dw/query", method="POST").respond_with_json(
+        {"error": "Query execution timed out"}, status=500)
+    httpserver.expect_oneshot_request("/v3/sql/dw/job", method="POST").respond_with_json(
+        {"jobId": "j-1", "externalId": "bq-job-9", "status": "pending"})
+    httpserver.expect_oneshot_request("/v3/sql/dw/job/j-1", method="GET").respond_with_json(
+        {"jobId": "j-1", "externalId": "bq-job-9", "status": "success"})
+    job = RefreshJob(name="j", mode="carto3", base_url=httpserver.url_for("/"), connection="dw", api_key=TOKEN)
+    outcome = run(job)
+    assert (outcome.via, outcome.note) == ("batch job j-1", "synchronous query timed out, moved to a job")
+    assert [r.path for r, _ in httpserver.log] == ["/v3/sql/dw/query", "/v3/sql/dw/job", "/v3/sql/dw/job/j-1"]
 
 
 def test_persistent_5xx_gives_up_within_the_budget(httpserver):

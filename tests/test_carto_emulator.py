@@ -1,6 +1,8 @@
 """The emulator answers as CARTO does: checked with the official SDK (carto-python), an
 independent client, and with raw HTTP where the SDK hides the answer."""
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,7 +17,7 @@ with warnings.catch_warnings():  # carto imports pkg_resources, deprecated in se
     from carto.exceptions import CartoException, CartoRateLimitException
     from carto.sql import BatchSQLClient, SQLClient
 
-from tests.carto_fixtures import KEY, REGULAR_KEY, emulator  # noqa: F401 (fixture)
+from tests.carto_fixtures import KEY, REGULAR_KEY, ROOT, TOKEN, emulator  # noqa: F401 (fixture)
 
 # The SDK warns about http:// base URLs; the emulator is on loopback.
 pytestmark = pytest.mark.filterwarnings("ignore:You are using unencrypted")
@@ -211,3 +213,107 @@ def test_concurrent_requests_are_served(emulator):
     for thread in threads:
         thread.join()
     assert results == [200] * 5 and time.monotonic() - started < 0.45
+
+
+# -- CARTO 3 (v3): shapes as CARTO's docs show them; no official SDK to drive it --------------
+
+def v3(emu, method, path, token=TOKEN, **kwargs):
+    return requests.request(method, f"{emu.v3_url()}{path}", headers={"Authorization": f"Bearer {token}"},
+                            timeout=kwargs.pop("timeout", 10), **kwargs)
+
+
+def test_v3_query_answers_rows_schema_meta(emulator):
+    answer = v3(emulator, "POST", "/query", json={"q": "SELECT 1 AS n, 'x'::text AS s"})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert list(body) == ["rows", "schema", "meta"]
+    assert body["rows"] == [{"n": 1, "s": "x"}]
+    assert body["schema"] == [{"name": "n", "type": "int4"}, {"name": "s", "type": "text"}]
+    assert isinstance(body["meta"], dict)
+    assert v3(emulator, "GET", "/query", params={"q": "SELECT 2 AS n"}).json()["rows"] == [{"n": 2}]
+
+
+@pytest.mark.parametrize("request_args, status, error", [
+    ({"json": {"q": "SELECT process_data(1)"}}, 400, "function process_data(integer) does not exist"),
+    ({"json": {}}, 400, "You must indicate a sql query"),
+    ({"json": {"q": "SELECT 1"}, "token": "not-a-token"}, 401, "Unauthorized"),
+])
+def test_v3_errors_are_a_string_with_maybe_a_hint(emulator, request_args, status, error):
+    answer = v3(emulator, "POST", "/query", **request_args)
+    assert answer.status_code == status and answer.json()["error"] == error
+    assert set(answer.json()) <= {"error", "hint"}
+    if status == 400 and "function" in error:
+        assert "explicit type casts" in answer.json()["hint"]
+
+
+def test_v3_job_has_job_id_status_and_a_different_external_id(emulator, db):
+    answer = v3(emulator, "POST", "/job", json={"query": "SELECT pg_sleep(0.2), process_data()"})
+    assert answer.status_code == 200
+    created = answer.json()
+    assert created["status"] == "pending" and created["jobId"] and created["externalId"]
+    assert created["externalId"] != created["jobId"]
+    assert v3(emulator, "GET", f"/job/{created['externalId']}").status_code == 404
+    deadline, job = time.monotonic() + 5, created
+    while job["status"] in ("pending", "running") and time.monotonic() < deadline:
+        time.sleep(0.02)
+        job = v3(emulator, "GET", f"/job/{created['jobId']}").json()
+    assert (job["jobId"], job["externalId"], job["status"]) == (created["jobId"], created["externalId"], "done")
+    assert db.run("SELECT count(*) FROM bikeways_demand")[0][0] == 4
+
+
+def test_v3_job_failed_and_cancelled(emulator):
+    failed = v3(emulator, "POST", "/job", json={"query": "SELECT * FROM missing_table"}).json()
+    running = v3(emulator, "POST", "/job", json={"query": "SELECT pg_sleep(30)"}).json()
+    deadline = time.monotonic() + 5
+    while v3(emulator, "GET", f"/job/{running['jobId']}").json()["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    job = v3(emulator, "GET", f"/job/{failed['jobId']}").json()
+    assert job["status"] == "failed" and job["error"] == 'relation "missing_table" does not exist'
+    assert v3(emulator, "DELETE", f"/job/{running['jobId']}").json()["status"] == "cancelled"
+    again = v3(emulator, "DELETE", f"/job/{running['jobId']}")
+    assert (again.status_code, again.json()) == (400, {"error": "Cannot set status from cancelled to cancelled"})
+
+
+def test_v3_jobs_are_not_v2_jobs(emulator):
+    created = v3(emulator, "POST", "/job", json={"query": "SELECT 1"}).json()
+    answer = requests.get(f"{emulator.sql_url()}/job/{created['jobId']}", auth=("demo", KEY), timeout=10)
+    assert answer.status_code == 400  # v2's "not found"
+
+
+def test_v3_sync_limit_answers_504(emulator):
+    emulator.set_v3_sync_limit(0.2)
+    started = time.monotonic()
+    answer = v3(emulator, "POST", "/query", json={"q": "SELECT pg_sleep(2)"})
+    assert time.monotonic() - started < 1.5
+    assert (answer.status_code, answer.text) == (504, "upstream request timeout")
+    assert answer.headers["Content-Type"].startswith("text/plain")
+    # Under the limit all is as before, and v2's limit (statement_timeout_ms, 0.3 s here) is not v3's.
+    emulator.set_v3_sync_limit(2)
+    assert v3(emulator, "POST", "/query", json={"q": "SELECT 1 AS n FROM pg_sleep(0.4)"}).json()["rows"] == [{"n": 1}]
+
+
+def test_v3_sync_limit_answers_an_error_saying_timed_out(emulator):
+    emulator.set_v3_sync_limit(0.2, answer="error")
+    answer = v3(emulator, "POST", "/query", json={"q": "SELECT pg_sleep(2)"})
+    assert answer.status_code == 400
+    assert "timed out" in answer.json()["error"] and "job" in answer.json()["hint"]
+
+
+def test_v3_sync_limit_without_an_answer(emulator):
+    emulator.set_v3_sync_limit(0.2, answer="none")
+    with pytest.raises(requests.ReadTimeout):
+        v3(emulator, "POST", "/query", json={"q": "SELECT pg_sleep(2)"}, timeout=(5, 1))
+    assert v3(emulator, "POST", "/query", json={"q": "SELECT 1 AS n"}).json()["rows"] == [{"n": 1}]
+
+
+def test_v3_sync_limit_setting_is_checked(emulator):
+    with pytest.raises(ValueError):
+        emulator.set_v3_sync_limit(1, answer="502")
+    with pytest.raises(ValueError):
+        emulator.set_v3_sync_limit(0)
+
+
+def test_runs_as_a_module():
+    done = subprocess.run([sys.executable, "-m", "devtools.carto_emulator", "--help"], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0 and "--statement-timeout-ms" in done.stdout

@@ -34,20 +34,31 @@ class Request:
 PLACEHOLDER_PREFIX = "<aws.scheduler."
 
 
+MAX_TEXT = 2048  # characters in any one value of an event: names, keys, URLs
+
+
 def parse_all(event) -> list[Request]:
     """The requests in an event: one, or one per record of an SQS event."""
     if isinstance(event, dict) and isinstance(event.get("Records"), list):
         requests = []
-        for record in event["Records"]:
+        for index, record in enumerate(event["Records"], 1):
+            if not isinstance(record, dict):
+                raise EventError(f"SQS record #{index} is not an object")
+            where = f"SQS record {_text(record.get('messageId'), 'messageId', f'#{index}')}"
             try:
-                requests.append(parse(json.loads(record["body"])))
+                body = json.loads(record["body"])
             except (KeyError, TypeError, ValueError) as exc:
-                raise EventError(f"SQS record {record.get('messageId', '?')} has no JSON body: {exc}") from None
+                raise EventError(f"{where} has no JSON body: {str(exc)[:200]}") from None
+            try:
+                requests.append(parse(body))
+            except EventError as exc:
+                raise EventError(f"{where}: {exc}") from None
         return requests
     return [parse(event)]
 
 
 def parse(event) -> Request:
+    """The request of one event; EventError (one line naming the key) for anything else."""
     if event is None:
         event = {}
     if not isinstance(event, dict):
@@ -57,15 +68,47 @@ def parse(event) -> Request:
         jobs = [event["job"]]
     if jobs is not None and (not isinstance(jobs, list) or not all(isinstance(j, str) for j in jobs)):
         raise EventError("event 'job' must be a name, 'jobs' a list of names")
-    run_key = event.get("run_key") or event.get("scheduled_time")
+    jobs = [_text(j, "job") for j in jobs] if jobs is not None else None
+    key_name = next((k for k in ("run_key", "scheduled_time") if event.get(k)), None)
+    run_key = event.get(key_name) if key_name else None
     if run_key is None and event.get("detail-type") == "Scheduled Event":
-        run_key = event.get("time") or event.get("id")
+        key_name = "time" if event.get("time") else "id"
+        run_key = event.get(key_name)
     if isinstance(run_key, str) and run_key.startswith(PLACEHOLDER_PREFIX):
         raise EventError(f"event carries the unreplaced placeholder {run_key!r}: it was not sent by EventBridge Scheduler")
-    url = event.get("url")
-    if url is not None and not isinstance(url, str):
-        raise EventError("event 'url' must be a string")
+    if run_key is not None:
+        run_key = _text(run_key, key_name)
+        if key_name in ("scheduled_time", "time"):
+            _check_time(run_key, key_name)
+    url = _text(event.get("url"), "url")
+    if url is not None and any(c.isspace() or ord(c) < 32 for c in url):
+        raise EventError("event 'url' holds spaces or control characters")
     schedule = event.get("schedule")
     if schedule is not None and not isinstance(schedule, str):
         raise EventError("event 'schedule' must be a schedule expression such as rate(10 minutes)")
-    return Request(jobs=jobs, url=url, name=event.get("name"), run_key=run_key, schedule=schedule)
+    return Request(jobs=jobs, url=url, name=_text(event.get("name"), "name"), run_key=run_key,
+                   schedule=_text(schedule, "schedule"))
+
+
+def _text(value, key: str, default=None):
+    """A string value of the event, checked: short, no NUL, no lone surrogate (what PostgreSQL
+    and a log line can hold)."""
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise EventError(f"event {key!r} must be a string, not {type(value).__name__}")
+    if not value or len(value) > MAX_TEXT:
+        raise EventError(f"event {key!r} must be 1 to {MAX_TEXT} characters")
+    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+        raise EventError(f"event {key!r} holds a NUL or an unpaired surrogate")
+    return value
+
+
+def _check_time(value: str, key: str) -> None:
+    """EventBridge sends times like 2026-11-21T10:00:00Z; anything else is not from it."""
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise EventError(f"event {key!r} is not a time such as 2026-11-21T10:00:00Z: {value[:60]!r}") from None

@@ -2,7 +2,8 @@
 
 - v2 (`mode = "carto"`): POST `{endpoint}` with `q` and `api_key` in the form body, never in the
   URL (proxies and server logs keep URLs). Batch API polls authenticate with HTTP Basic.
-- CARTO 3 (`mode = "carto3"`): POST `{base_url}/v3/sql/{connection}/query`, Bearer token.
+- CARTO 3 (`mode = "carto3"`): POST `{base_url}/v3/sql/{connection}/query`, Bearer token. Jobs
+  are created at `.../job` and polled at `.../job/{jobId}` (never `externalId`, the warehouse's id).
 
 Success is a 2xx whose JSON has no `error`: CARTO answers 200 with an `error` key when a
 statement fails after rows started streaming. Waits, all bounded by one deadline:
@@ -10,6 +11,8 @@ statement fails after rows started streaming. Waits, all bounded by one deadline
 - network errors, 5xx, 429 without Retry-After: retry with exponential backoff.
 - statement timeout (429 without Retry-After, `detail: datasource`): a synchronous retry cannot
   succeed, so run the statement as a Batch API job and poll it until it ends.
+- CARTO 3 stops synchronous queries after one minute, whatever form that takes (504, no answer
+  within the read timeout, an error saying it timed out): run it as a job, as CARTO's docs say.
 - any other 4xx: fail at once with CARTO's own message and hint.
 """
 
@@ -20,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 import requests
+from urllib3.exceptions import ReadTimeoutError
 
 from shared import USER_AGENT
 from shared.platform import log
@@ -37,6 +41,9 @@ STATUS_MEANING = {
     429: "over CARTO's limits",
 }
 TIMEOUT_MARKERS = ("SQL query timeout", "statement timeout")
+# CARTO 3's timeout words depend on the warehouse ("timeout", "timed out", "statement_timeout"):
+# letters on either side are other words ("runtime out of memory").
+V3_TIMED_OUT = re.compile(r"(?<![a-z])time[ds]?[ _-]?out(?![a-z])", re.IGNORECASE)
 # Batch job statuses. CARTO's server spells "cancelled"; its docs and carto-python "canceled".
 # CARTO 3's job words are unconfirmed, so its likely ones are accepted too.
 JOB_WAITING = {"pending", "running", "queued"}
@@ -54,6 +61,9 @@ class Timing:
     poll_initial: float = 1.0
     poll_growth: float = 1.5
     poll_max: float = 15.0
+    # Added to read_timeout for CARTO 3's synchronous call (60 + 5 s by default): CARTO's own
+    # answer at its one-minute limit then arrives before our read timeout.
+    v3_sync_margin: float = 5.0
 
 
 class CartoError(Exception):
@@ -75,21 +85,24 @@ class CartoError(Exception):
 
 
 class _StatementTimeout(CartoError):
-    """CARTO stopped the synchronous statement at the plan's limit: go to the Batch API."""
+    """CARTO stopped the synchronous statement at its limit (v2: the plan's; CARTO 3: one
+    minute): go to the Batch API (v2) or a job (CARTO 3)."""
 
 
 @dataclass(frozen=True)
 class Endpoints:
     query: str
     job: str  # the Batch API; one job is {job}/{id}
+    job_id_key: str = "job_id"  # the key of the creation's answer that holds {id} (v2's)
 
 
 def endpoints(job: RefreshJob) -> Endpoints:
     if job.mode == "carto3":
         base = f"{job.base_url.rstrip('/')}/v3/sql/{requests.utils.quote(job.connection, safe='')}"
-        return Endpoints(f"{base}/query", f"{base}/job")
+        # `externalId`, also in the answer, is the warehouse's own id: CARTO does not know it.
+        return Endpoints(f"{base}/query", f"{base}/job", job_id_key="jobId")
     url = (job.sql_api_url or f"https://{job.username}.carto.com/api/v2/sql").rstrip("/")
-    return Endpoints(url, f"{url}/job")
+    return Endpoints(url, f"{url}/job", job_id_key="job_id")
 
 
 def refresh(job: RefreshJob, deadline: float, *, timing: Timing = Timing(),
@@ -120,8 +133,11 @@ class _Run:
         if self.job.always_batch:
             return self.batch(note="always_batch")
         try:
-            body = self.call("POST", self.urls.query, "the statement", **self._query_args())
+            body = self.call("POST", self.urls.query, "the statement", sync_query=True, **self._query_args())
         except _StatementTimeout as exc:
+            if self.v3:
+                logger.warning("%s: %s; running it as a job instead", self.job.name, exc.reason)
+                return self.batch(note="synchronous query timed out, moved to a job")
             logger.warning("%s: %s; running it as a Batch API job instead", self.job.name, exc.reason)
             return self.batch(note="statement timeout, moved to the Batch API")
         total = body.get("total_rows")
@@ -129,10 +145,11 @@ class _Run:
                        value=_single_value(body.get("rows")))
 
     def batch(self, note: str) -> Outcome:
-        created = self.call("POST", self.urls.job, "creating the batch job", **self._job_args())
-        job_id = next((created[k] for k in ("job_id", "externalId", "jobId", "id") if created.get(k)), None)
+        created = self.call("POST", self.urls.job, "creating the batch job", job_answer=True, **self._job_args())
+        job_id = created.get(self.urls.job_id_key)
         if not isinstance(job_id, str) or not re.match(r"^[\w.-]+$", job_id):
-            raise CartoError(self.job.name, f"the Batch API answered without a usable job id: {_short(created)}")
+            raise CartoError(self.job.name, f"the Batch API answered without a usable {self.urls.job_id_key}:"
+                             f" {_short(created)}")
         logger.info("%s: batch job %s created", self.job.name, job_id)
         status, current, delay = _status(created), created, self.timing.poll_initial
         while status in JOB_WAITING:
@@ -143,11 +160,14 @@ class _Run:
             delay = min(self.timing.poll_max, delay * self.timing.poll_growth)
             try:
                 current = self.call("GET", f"{self.urls.job}/{job_id}", f"polling batch job {job_id}",
-                                    **self._auth_args())
+                                    job_answer=True, **self._auth_args())
             except CartoError as exc:
                 if exc.status == 400 and EXPIRED_JOB.search(exc.message):
                     raise CartoError(self.job.name, f"batch job {job_id} is gone (CARTO forgets finished jobs"
                                      " after 2 hours): its outcome is unknown", exc.status) from None
+                if self.v3 and exc.status == 404:  # how long CARTO 3 keeps jobs is not documented
+                    raise CartoError(self.job.name, f"batch job {job_id} is not found: its outcome is unknown"
+                                     f" ({exc.message})", exc.status) from None
                 raise
             status = _status(current)
         via = f"batch job {job_id}"
@@ -177,9 +197,15 @@ class _Run:
         # GET and DELETE have no body: HTTP Basic (user, API key) keeps the key out of the URL.
         return {"auth": (self.job.carto_user(), self.job.api_key)}
 
-    def call(self, method: str, url: str, what: str, **kwargs) -> dict:
-        """One API call with its retries; the parsed JSON of a success."""
+    def call(self, method: str, url: str, what: str, *, sync_query: bool = False, job_answer: bool = False,
+             **kwargs) -> dict:
+        """One API call with its retries; the parsed JSON of a success. `sync_query`: the
+        synchronous statement, which may time out into a job. `job_answer`: a job object, whose
+        `error` is the job's failure (read from its status), not the call's."""
         tries, self.problem = 0, None
+        # CARTO 3 stops a synchronous query at one minute: wait a little longer for its answer.
+        v3_sync = self.v3 and sync_query
+        read_timeout = self.job.read_timeout + (self.timing.v3_sync_margin if v3_sync else 0.0)
         while True:
             tries += 1
             remaining = self.deadline - time.monotonic()
@@ -187,26 +213,35 @@ class _Run:
                 if self.problem:
                     self.give_up(tries - 1, self.problem)
                 raise CartoError(self.job.name, f"no time left for {what} (time budget used up)")
-            timeout = (min(self.job.connect_timeout, remaining), min(self.job.read_timeout, remaining))
+            timeout = (min(self.job.connect_timeout, remaining), min(read_timeout, remaining))
             try:
                 response = self.session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
             except requests.RequestException as exc:
+                # Not when the budget cut the read timeout short: that is our limit, not CARTO's.
+                if v3_sync and _is_read_timeout(exc) and timeout[1] >= read_timeout:
+                    raise _StatementTimeout(self.job.name, f"no answer within {timeout[1]:g} s (CARTO 3 stops"
+                                            " synchronous queries after 1 minute)") from None
                 problem = f"{what}: {_network_problem(exc)}"
                 self.wait(self.backoff(tries), problem, tries)
                 continue
             status, body = response.status_code, _json(response)
             error = body.get("error") if isinstance(body, dict) else None
-            if 200 <= status < 300 and isinstance(body, dict) and not error:
+            if 200 <= status < 300 and isinstance(body, dict) and \
+                    (not error or job_answer and isinstance(body.get("status"), str)):
                 return body
             message, hint = _message(body, response), body.get("hint") if isinstance(body, dict) else None
+            hint = hint if isinstance(hint, str) else None
             timed_out = isinstance(body, dict) and body.get("detail") == "datasource" or \
                 any(marker in message for marker in TIMEOUT_MARKERS)
+            retry_after = _seconds(response.headers.get("Retry-After")) if status == 429 else None
+            if retry_after is not None:
+                self.wait(retry_after, f"{what}: rate limited (HTTP 429), CARTO asks to wait {retry_after:g} s",
+                          tries)
+                continue
+            if v3_sync and (status == 504 or not 300 <= status < 400 and
+                            (timed_out or V3_TIMED_OUT.search(message))):
+                raise _StatementTimeout(self.job.name, message, status, hint)
             if status == 429:
-                retry_after = _seconds(response.headers.get("Retry-After"))
-                if retry_after is not None:
-                    self.wait(retry_after, f"{what}: rate limited (HTTP 429), CARTO asks to wait {retry_after:g} s",
-                              tries)
-                    continue
                 if timed_out:
                     raise _StatementTimeout(self.job.name, message, status)
                 self.wait(self.backoff(tries), f"{what}: HTTP 429: {message}", tries)
@@ -218,7 +253,7 @@ class _Run:
                 raise _StatementTimeout(self.job.name, message, status)
             if 300 <= status < 400:
                 message = f"redirected to {response.headers.get('Location')!r}: set the endpoint to the final address"
-            raise CartoError(self.job.name, message, status, hint if isinstance(hint, str) else None)
+            raise CartoError(self.job.name, message, status, hint)
 
     def backoff(self, tries: int) -> float:
         ceiling = min(self.timing.backoff_max, self.timing.backoff_initial * 2 ** (tries - 1))
@@ -284,6 +319,14 @@ def _seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return seconds if seconds >= 0 else None
+
+
+def _is_read_timeout(exc: requests.RequestException) -> bool:
+    """No answer in time: before the headers (ReadTimeout) or while the body was read (requests
+    wraps urllib3's ReadTimeoutError in a ConnectionError then)."""
+    if isinstance(exc, requests.ReadTimeout):
+        return True
+    return isinstance(exc, requests.ConnectionError) and bool(exc.args) and isinstance(exc.args[0], ReadTimeoutError)
 
 
 def _network_problem(exc: requests.RequestException) -> str:

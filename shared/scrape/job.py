@@ -2,8 +2,10 @@
 
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 from shared import keys
+from shared.platform import log
 from shared.scrape import filters
 
 
@@ -29,6 +31,13 @@ class ScrapeJob:
     def __post_init__(self):
         keys.check_common(self, "scrape")
         keys.check_type(self, "url", str)
+        try:
+            password = urlsplit(self.url).password
+        except ValueError:
+            password = None
+        if password:  # a literal user:password@ in the URL is as secret as a ${VAR}
+            log.add_secret(unquote(password))
+            log.add_secret(password)
         keys.check_type(self, "timeout", (int, float))
         keys.check_type(self, "conditional", bool)
         if not 0 < self.timeout <= 300:  # a run must fit Lambda's and Heroku Scheduler's limits
@@ -38,16 +47,15 @@ class ScrapeJob:
         for selector in self.select + self.drop:
             filters.check_selector(selector)
         for pattern in self.ignore:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"key 'ignore': {pattern!r} is not a valid regular expression: {exc}") from None
+            filters.check_pattern(pattern)  # ValueError naming key 'ignore'
         if self.text is not None:
             keys.check_type(self, "text", bool)
         if self.whitespace not in filters.WHITESPACE_MODES:
             raise ValueError(f"key 'whitespace' must be one of {', '.join(filters.WHITESPACE_MODES)}, not {self.whitespace!r}")
         if not re.match(r"^https?://[^/\s]+", self.url):
             raise ValueError(f"url {self.url!r} must be an http:// or https:// address")
+        if "\x00" in self.url:
+            raise ValueError("url holds a NUL character")
 
     @property
     def where(self) -> str:

@@ -6,6 +6,7 @@ per batch, whatever its size, each batch one transaction; if a batch fails, its 
 written one by one so one bad target loses nothing else, and a broken connection is replaced.
 """
 
+import hashlib
 import logging
 import os
 import queue
@@ -246,7 +247,7 @@ def check_target(http, job: ScrapeJob, state: storage.TargetState | None) -> sto
         if page.status == 304:
             return storage.Check(job.name, log.redact(job.url), at, not_modified=True, filters=fingerprint,
                                  etag=page.etag, last_modified=page.last_modified)
-        body = filters.apply(job, page.text)
+        body = log.redact(filters.apply(job, page.text))  # a page may echo the secret URL it was fetched from
     except (fetch.FetchError, filters.FilterError) as exc:
         logger.warning("%s: %s failed: %s", job.name, job.url, exc)
         return storage.Check(job.name, log.redact(job.url), at, error=log.redact(str(exc)))
@@ -306,7 +307,20 @@ def adhoc_table(url: str, name: str | None) -> dict:
 
 
 def _name_for(url: str) -> str:
-    """A stable job name for an ad-hoc URL: its host and path, made name-safe."""
+    """A stable job name for an ad-hoc URL: its host, port and path made name-safe, and a hash
+    of the query when there is one (two URLs that differ only there are two targets). Never
+    the user-info: a password in a URL must not become part of a name."""
     parts = urlsplit(url)
-    raw = (parts.netloc + parts.path).rstrip("/")
-    return "".join(c if c.isalnum() or c in "_.-" else "-" for c in raw)[:100] or "page"
+    host = (parts.hostname or "") + (f"-{parts.port}" if _port(parts) else "")
+    raw = "".join(c if c.isascii() and (c.isalnum() or c in "_.-") else "-" for c in host + parts.path.rstrip("/"))
+    name = raw.strip("-.")[:100] or "page"
+    if parts.query:
+        name = f"{name[:90]}-q{hashlib.sha256(parts.query.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return name
+
+
+def _port(parts) -> int | None:
+    try:
+        return parts.port
+    except ValueError:  # not a number: the URL check reports it
+        return None

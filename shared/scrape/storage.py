@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from shared.platform import log
 from shared.platform.db import storable, transaction
 
 SEGMENT_SIZE = 200  # timestamps per segment: 1.6 kB, small enough to stay out of TOAST
@@ -154,13 +155,17 @@ def record_batch(con, checks: list[Check], key: str | None = None) -> list[Recor
     """Store many checks (of distinct targets) in one transaction, in at most six round trips
     whatever their number. Returns, per check: Recorded for a success (outcome "duplicate" if
     `key` was already recorded), Failed for a failure, None for an already recorded failure."""
-    # Whatever a page or an event carried, make it text PostgreSQL can hold (no NUL, no lone
-    # surrogate) before it can fail a whole batch.
-    checks = [replace(c, url=storable(c.url), body=storable(c.body), error=storable(c.error),
-                      etag=storable(c.etag), last_modified=storable(c.last_modified)) for c in checks]
+    # Whatever a page or an event carried: no secret (a page may echo the URL a ${VAR} went
+    # into), and text PostgreSQL can hold (no NUL, no lone surrogate) so it cannot fail a batch.
+    checks = [replace(c, url=_clean(c.url), body=_clean(c.body), error=_clean(c.error),
+                      etag=_clean(c.etag), last_modified=_clean(c.last_modified)) for c in checks]
     key = storable(key)
     with transaction(con):
         return _record_batch(con, checks, key)
+
+
+def _clean(text: str | None) -> str | None:
+    return storable(log.redact(text)) if text else text
 
 
 def _record_batch(con, checks: list[Check], key: str | None) -> list:

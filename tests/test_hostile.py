@@ -1,0 +1,241 @@
+"""Hostile pages, events and URLs: whatever a server or an event sends, its own target fails
+alone with a reason, or is stored; the other targets of the run are always stored. Examples
+first, then properties (hypothesis) over random bytes, charsets, headers and events, through
+the real fetch, filters and storage on the real PostgreSQL."""
+
+import codecs
+import json
+import socket
+import threading
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from shared.errors import EventError
+from shared.platform import db as shared_db, events, log
+from shared.scrape import fetch
+from shared.scrape import run as scrape
+from shared.scrape.job import ScrapeJob
+
+
+class RawSite:
+    """A loopback HTTP server answering each path with raw bytes (status line, headers and
+    body exactly as given), so a test can send what no well-behaved server would."""
+
+    def __init__(self):
+        self.answers: dict[str, bytes] = {}
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn):
+        with conn:
+            conn.settimeout(5)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            path = request.split(b" ", 2)[1].decode("latin-1").lstrip("/")
+            conn.sendall(self.answers.get(path, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_site():
+    site = RawSite()
+    yield site
+    site.close()
+
+
+def answer(body: bytes, status: bytes = b"200 OK", headers: list[bytes] = ()) -> bytes:
+    head = [b"HTTP/1.1 " + status, *headers, b"Content-Length: %d" % len(body), b"Connection: close"]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+HEALTHY = [f"healthy-{i}" for i in range(3)]
+
+
+def run_with_neighbours(site: RawSite, hostile: bytes, **job_keys) -> tuple[list, dict]:
+    site.answers["hostile"] = hostile
+    for name in HEALTHY:
+        site.answers[name] = answer(f"<p>{name}</p>".encode(), headers=[b"Content-Type: text/html; charset=utf-8"])
+    jobs = [ScrapeJob("hostile", site.url("hostile"), timeout=5, **job_keys)] + \
+           [ScrapeJob(name, site.url(name), timeout=5) for name in HEALTHY]
+    results = scrape.run(jobs, concurrency=4)
+    return results, {r.name: r for r in results}
+
+
+# --- examples --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("label, body", [
+    ("utf-7", "+AGEAYgBj- caf\u00e9".encode("utf-7")),  # never honoured: decoded as UTF-8/1252
+    ("utf-16", "<p>caf\u00e9</p>".encode("utf-16-le")),
+    ("x-user-defined", bytes(range(256))),
+    ("iso-2022-kr", b"\x1b$)C hello"),  # a "replacement" label: one U+FFFD, as browsers show
+    ("no-such-charset", b"\x00\xff\xfe\xd8\x00"),
+    ("utf-8", b"caf\xc3\xa9 \xff ok\x00"),
+])
+def test_a_hostile_charset_fails_or_stores_alone(database_url, db, raw_site, label, body):
+    hostile = answer(body, headers=[b"Content-Type: text/html; charset=" + label.encode()])
+    results, by_name = run_with_neighbours(raw_site, hostile)
+    assert all(by_name[name].outcome == "new" for name in HEALTHY)
+    assert by_name["hostile"].outcome == "new"  # every body decodes to something storable
+    stored = db.run("SELECT body FROM scraps WHERE target = 'hostile'")[0][0]
+    assert "\x00" not in stored
+
+
+def test_a_utf8_page_with_one_stray_byte_stays_utf8():
+    assert fetch.decode("Zürich – café".encode() + b"\xff", "text/html") == "Zürich – café\ufffd"
+    assert fetch.decode("café".encode("cp1252"), "text/html") == "café"  # undeclared 1252 stays 1252
+    assert fetch.decode(codecs.BOM_UTF16_LE + "é".encode("utf-16-le"), "text/html; charset=latin1") == "é"
+    assert fetch.decode(b'<meta charset="utf-16"><p>\xc3\xa9', "") == '<meta charset="utf-16"><p>é'
+    assert fetch.decode(b"+AGEAYgBj-", "text/html; charset=utf-7") == "+AGEAYgBj-"
+
+
+def test_headers_and_status_lines_nobody_sends(database_url, db, raw_site):
+    cases = {
+        "nul-etag": answer(b"<p>a</p>", headers=[b"ETag: \"a\x00b\"", b"Last-Modified: \xff\xfe"]),
+        "no-status-text": b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok",
+        "http09": b"<p>no status line at all</p>",
+        "huge-header": answer(b"x", headers=[b"X-Big: " + b"a" * 200_000]),
+        "lying-length": b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\nConnection: close\r\n\r\nshort",
+        "status-999": answer(b"x", status=b"999 Whatever"),
+    }
+    for path, raw in cases.items():
+        raw_site.answers[path] = raw
+    for name in HEALTHY:
+        raw_site.answers[name] = answer(f"<p>{name}</p>".encode())
+    jobs = [ScrapeJob(p, raw_site.url(p), timeout=5) for p in cases] + [ScrapeJob(n, raw_site.url(n)) for n in HEALTHY]
+    by_name = {r.name: r for r in scrape.run(jobs)}
+    assert all(by_name[name].outcome == "new" for name in HEALTHY)
+    for path in cases:
+        assert by_name[path].outcome in ("new", "error") and (by_name[path].outcome == "new" or by_name[path].reason)
+    stored_etag = db.run("SELECT etag FROM scrape_targets WHERE name = 'nul-etag'")[0][0]
+    assert stored_etag is None or "\x00" not in stored_etag
+
+
+def test_a_page_echoing_its_secret_url_never_stores_or_sends_the_secret(database_url, db, raw_site, monkeypatch):
+    secret = "tok-8c1f2e9d7b"
+    monkeypatch.setenv("FEED_TOKEN", secret)
+    log.add_secret(secret)  # what expanding ${FEED_TOKEN} does
+    url = raw_site.url(f"echo?token={secret}")
+    raw_site.answers[f"echo?token={secret}"] = answer(f"<p>you asked for {url}</p>".encode())
+    (result,) = scrape.run([ScrapeJob("echo", url)])
+    assert result.outcome == "new"
+    body, target_url = db.run("SELECT c.body, t.url FROM scrape_contents c JOIN scrape_targets t ON t.id = c.target_id")[0]
+    assert secret not in body and "***" in body and secret not in target_url
+
+
+def test_a_password_in_a_literal_url_is_secret_and_never_in_a_generated_name(database_url, db, raw_site, capsys):
+    from functions import scrape as scrape_fn
+
+    raw_site.answers["p"] = answer(b"<p>x</p>")
+    url = f"http://reader:pw-literal-5521@127.0.0.1:{raw_site.port}/p"
+    assert scrape_fn.main(["--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "pw-literal-5521" not in out and "reader" not in out
+    assert "pw-literal-5521" not in json.dumps(db.run("SELECT name, url FROM scrape_targets"))
+
+
+def test_two_ad_hoc_urls_differing_only_in_their_query_are_two_targets(database_url, db, raw_site, capsys):
+    from functions import scrape as scrape_fn
+
+    raw_site.answers["p?a=1"] = answer(b"<p>one</p>")
+    raw_site.answers["p?a=2"] = answer(b"<p>two</p>")
+    assert scrape_fn.main(["--url", raw_site.url("p?a=1")]) == 0
+    assert scrape_fn.main(["--url", raw_site.url("p?a=2")]) == 0
+    assert [line.split(":")[1].strip() for line in capsys.readouterr().out.splitlines()] == ["new", "new"]
+    assert db.run("SELECT count(*) FROM scrape_targets")[0][0] == 2
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"Records": ["not an object"]}, "SQS record #1 is not an object"),
+    ({"Records": [{"messageId": "m1", "body": "[1, 2]"}]}, "SQS record m1: event must be a JSON object, not list"),
+    ({"Records": [{"messageId": "m1", "body": "{not json"}]}, "SQS record m1 has no JSON body"),
+    ({"scheduled_time": "yesterday"}, "event 'scheduled_time' is not a time such as 2026-11-21T10:00:00Z"),
+    ({"scheduled_time": 17}, "event 'scheduled_time' must be a string, not int"),
+    ({"job": "a\x00b"}, "event 'job' holds a NUL"),
+    ({"url": "http://x/\x00"}, "event 'url' holds a NUL"),
+    ({"url": "http://x/ y"}, "event 'url' holds spaces or control characters"),
+    ({"run_key": "k" * 5000}, "event 'run_key' must be 1 to 2048 characters"),
+    ({"run_key": "\ud800"}, "event 'run_key' holds a NUL or an unpaired surrogate"),
+    ({"name": ["x"]}, "event 'name' must be a string, not list"),
+])
+def test_bad_events_are_one_line_event_errors(event, message):
+    with pytest.raises(EventError) as caught:
+        events.parse_all(event)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+# --- properties --------------------------------------------------------------------------------
+
+LABELS = ["utf-8", "UTF-8", "utf-16", "utf-16be", "utf-7", "latin1", "iso-8859-1", "windows-1252", "shift_jis",
+          "euc-jp", "gb18030", "big5", "koi8-r", "x-user-defined", "iso-2022-kr", "replacement", "bogus", "",
+          "utf-8\x00", "\u00e9", "csUnicode11UTF7"]
+bodies = st.one_of(
+    st.binary(max_size=3000),
+    st.builds(lambda text, codec: text.encode(codec, errors="replace"),
+              st.text(max_size=500), st.sampled_from(["utf-8", "utf-16", "utf-16-be", "cp1252", "shift_jis", "utf-7"])),
+    st.builds(lambda text, label: f'<html><head><meta charset="{label}"></head><body>{text}</body>'.encode(
+        "utf-8", errors="surrogatepass"), st.text(max_size=300), st.sampled_from(LABELS)),
+)
+header_text = st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+
+
+@given(raw=bodies, label=st.sampled_from(LABELS) | st.text(max_size=20))
+@settings(max_examples=300, deadline=None)
+def test_any_body_with_any_charset_decodes_to_storable_text(raw, label):
+    text = fetch.decode(raw, f"text/html; charset={label}")
+    assert isinstance(text, str) and shared_db.storable(text) == text
+
+
+@given(event=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+                          lambda children: st.lists(children, max_size=3)
+                          | st.dictionaries(st.sampled_from(["job", "jobs", "url", "name", "run_key", "scheduled_time",
+                                                             "time", "detail-type", "Records", "body", "schedule"])
+                                            | st.text(max_size=8), children, max_size=4), max_leaves=12))
+@settings(max_examples=300, deadline=None)
+def test_any_event_parses_or_is_an_event_error(event):
+    try:
+        requests = events.parse_all(event)
+    except EventError as exc:
+        assert "\n" not in str(exc)
+        return
+    for request in requests:
+        for value in (request.run_key, request.url, request.name, *(request.jobs or [])):
+            assert value is None or shared_db.storable(value) == value
+
+
+@given(raw_body=bodies, label=st.sampled_from(LABELS), etag=header_text, status=st.sampled_from(
+    [b"200 OK", b"200", b"203 Non-Authoritative", b"206 Partial", b"304 Not Modified", b"404 Not Found", b"500 Oops",
+     b"999 Odd", b"200 \xff\xfe"]), extra=st.lists(header_text, max_size=3), select=st.booleans())
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_hostile_page_never_costs_its_neighbours_their_check(database_url, raw_site, raw_body, label, etag,
+                                                              status, extra, select):
+    headers = [b"Content-Type: text/html; charset=" + label.encode("utf-8", "surrogatepass"),
+               b"ETag: " + etag, *(b"X-" + h for h in extra)]
+    results, by_name = run_with_neighbours(raw_site, answer(raw_body, status, headers),
+                                           **({"select": ("body",)} if select else {}))
+    assert [r.name for r in results] == ["hostile", *HEALTHY]
+    assert all(by_name[name].outcome in ("new", "unchanged") for name in HEALTHY), results
+    hostile = by_name["hostile"]
+    assert hostile.outcome in ("new", "unchanged", "changed") or (hostile.outcome == "error" and hostile.reason)
+    assert not hostile.reason or not hostile.reason.startswith("storage failed")
