@@ -78,7 +78,7 @@ def run_with_neighbours(site: RawSite, hostile: bytes, **job_keys) -> tuple[list
     for name in HEALTHY:
         site.answers[name] = answer(f"<p>{name}</p>".encode(), headers=[b"Content-Type: text/html; charset=utf-8"])
     jobs = [ScrapeJob("hostile", site.url("hostile"), timeout=5, **job_keys)] + \
-           [ScrapeJob(name, site.url(name), timeout=5) for name in HEALTHY]
+           [ScrapeJob(name, site.url(name), timeout=60) for name in HEALTHY]  # generous: a loaded machine is slow
     results = scrape.run(jobs, concurrency=4)
     return results, {r.name: r for r in results}
 
