@@ -8,6 +8,7 @@ Exit codes: 0 done, 1 database unreachable, 2 bad usage or configuration.
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,23 +26,44 @@ def schedules() -> tuple[dict[tuple[str, str], str | None], str | None]:
     return {(kind, name): when.every for kind, name, when in config.schedules()}, None
 
 
+def _writable(name: str) -> Path:
+    """The --html path, checked before the report is built: a file we may write, or may create."""
+    path = Path(name)
+    if path.is_dir():
+        raise ConfigError(f"--html {name}: is a folder, not a file")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(f"--html {name}: no folder {folder}")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise ConfigError(f"--html {name}: not writable")
+    return path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m functions.report", description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=int, default=history.DEFAULT_DAYS, help="days shown, today included")
-    parser.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
+    parser.add_argument("--html", metavar="FILE",
+                        help="also write the report as one self-contained HTML page; '-' writes only the page, to stdout")
     args = parser.parse_args(argv)
 
     def body() -> int:
-        if args.days < 1:
-            raise ConfigError("--days must be at least 1")
+        if not 1 <= args.days <= history.MAX_DAYS:
+            raise ConfigError(f"--days must be from 1 to {history.MAX_DAYS}, not {args.days}")
+        html_file = _writable(args.html) if args.html and args.html != "-" else None
         by_job, note = schedules()
         history.plan_limit_bytes()  # a bad DB_PLAN_LIMIT_MB fails before connecting
         with db.connection() as con:
             schema.ensure(con)
             result = history.build(con, by_job, days=args.days, note=note)
+        if args.html == "-":
+            sys.stdout.write(log.redact(render.html(result)))
+            return 0
         print(log.redact(render.text(result)), end="")
-        if args.html:
-            Path(args.html).write_text(log.redact(render.html(result)), encoding="utf-8")
+        if html_file:
+            try:
+                html_file.write_text(log.redact(render.html(result)), encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"--html {args.html}: cannot write it: {exc.strerror or exc}") from None
             print(f"HTML report written to {args.html}")
         return 0
 

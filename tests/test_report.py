@@ -8,6 +8,7 @@ calls with explicit times, since a test cannot wait three days.
 
 import re
 import shutil
+import os
 import subprocess
 from datetime import datetime, timedelta, timezone
 
@@ -285,11 +286,27 @@ def test_report_usage_errors(database_url, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("JOBS_FILE", str(tmp_path / "none.toml"))
     monkeypatch.setenv("DB_PLAN_LIMIT_MB", "lots")
     assert report_fn.main([]) == 2
-    assert "DB_PLAN_LIMIT_MB must be a number of megabytes, not 'lots'" in capsys.readouterr().err
+    assert "DB_PLAN_LIMIT_MB must be a number of megabytes from 1 to" in capsys.readouterr().err
+    for absurd in ("0", "-5", "inf", "nan", "1e300"):
+        monkeypatch.setenv("DB_PLAN_LIMIT_MB", absurd)
+        assert report_fn.main([]) == 2 and f"not '{absurd}'" in capsys.readouterr().err
     monkeypatch.delenv("DB_PLAN_LIMIT_MB")
+    for days in ("0", "-1", "100000000"):
+        assert report_fn.main(["--days", days]) == 2
+        assert capsys.readouterr().err == f"error: --days must be from 1 to 3660, not {days}\n"
+    (tmp_path / "locked").mkdir(mode=0o500)
+    for path, why in ((tmp_path, "is a folder, not a file"), (tmp_path / "nowhere" / "r.html", "no folder"),
+                      (tmp_path / "locked" / "r.html", "not writable")):
+        if why == "not writable" and os.geteuid() == 0:
+            continue  # root writes anywhere
+        assert report_fn.main(["--html", str(path)]) == 2
+        assert capsys.readouterr().err == f"error: --html {path}: {why}" + (f" {path.parent}" if why == "no folder" else "") + "\n"
     assert report_fn.main([]) == 0
     out = capsys.readouterr().out
     assert "No jobs file at" in out and "of 1.0 GB" in out
+    assert report_fn.main(["--html", "-"]) == 0  # the page alone, on stdout
+    page = capsys.readouterr().out
+    assert page.startswith("<!doctype html>") and "No jobs file at" in page and "HTML report written" not in page
 
 
 # --- the HTML page in a real browser -----------------------------------------------------

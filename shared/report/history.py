@@ -18,6 +18,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from shared.errors import ConfigError
 
 DEFAULT_DAYS = 14
+MAX_DAYS = 3660  # ten years: --days beyond that is a typo
+MAX_PLAN_LIMIT_MB = 1024 ** 3  # an exabyte: no plan is bigger
 DEFAULT_PLAN_LIMIT_MB = 1024  # DB_PLAN_LIMIT_MB; set it to your plan's storage cap
 GAP_FACTOR = 1.5  # a pause longer than 1.5 intervals between runs is a gap
 
@@ -218,7 +220,9 @@ def plan_limit_bytes() -> int:
     try:
         megabytes = float(raw)
     except ValueError:
-        raise ConfigError(f"DB_PLAN_LIMIT_MB must be a number of megabytes, not {raw!r}") from None
+        megabytes = float("nan")
+    if not 0 < megabytes <= MAX_PLAN_LIMIT_MB:  # also false for nan and inf
+        raise ConfigError(f"DB_PLAN_LIMIT_MB must be a number of megabytes from 1 to {MAX_PLAN_LIMIT_MB}, not {raw[:40]!r}")
     return int(megabytes * 1024 * 1024)
 
 
