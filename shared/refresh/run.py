@@ -11,12 +11,14 @@ refreshes still run; history is off, and each failure alerts (there is no streak
 import logging
 import os
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from shared.platform import db, log, schema
 from shared.refresh import carto, history, postgres
 from shared.refresh.job import RefreshJob
 from shared.report import notify
+from shared.report.outbox import Outbox
 from shared.result import DUPLICATE, ERROR, Result
 
 logger = logging.getLogger(__name__)
@@ -27,11 +29,14 @@ _said_history_is_off = False
 def run(jobs: list[RefreshJob], run_key: str | None = None, deadline: float | None = None,
         timing: carto.Timing = carto.Timing()) -> list[Result]:
     """Run each job within its own time_budget and the run's `deadline` (monotonic)."""
-    return [run_one(job, run_key, deadline, timing) for job in jobs]
+    with Outbox(deadline) as outbox:
+        results = [run_one(job, run_key, deadline, timing, outbox) for job in jobs]
+        notices = outbox.close()  # waits for the alerts, never past the deadline
+    return [replace(r, notice="; ".join(n for n in (r.notice, notices.get(r.name)) if n) or None) for r in results]
 
 
-def run_one(job: RefreshJob, run_key: str | None = None, deadline: float | None = None,
-            timing: carto.Timing = carto.Timing()) -> Result:
+def run_one(job: RefreshJob, run_key: str | None, deadline: float | None, timing: carto.Timing,
+            outbox: Outbox) -> Result:
     started = time.monotonic()
     job_deadline = started + job.time_budget if deadline is None else min(started + job.time_budget, deadline)
     recorder = _Recorder(job, run_key)
@@ -49,9 +54,8 @@ def run_one(job: RefreshJob, run_key: str | None = None, deadline: float | None 
     now = datetime.now(timezone.utc).isoformat()
     event = notify.Check(result.outcome, now, error=None if outcome else reason,
                          streak_before=streak.before, streak=streak.after, unit="runs")
-    notices = [n for n in (recorder.notice, notify.after_check(job, event)) if n]
-    return Result(result.name, result.outcome, result.reason, "; ".join(notices) or None,
-                  time.monotonic() - started, result.retry)
+    outbox.post(job, event)
+    return replace(result, notice=recorder.notice, seconds=time.monotonic() - started)
 
 
 class _Failed(Exception):

@@ -17,6 +17,13 @@ success for recoveries, info for changes.
 
 A notification that fails is logged and reported in the check's result line; the check
 itself is already stored. Apprise is imported only when something is sent (cold starts).
+A run sends through shared/report/outbox.py (a small pool, a timeout per message, nothing
+past the run's deadline); `deliver()` below sends one message to one URL.
+
+Secrets: message texts are redacted before anything trims them (the diff, Apprise's own
+splitting), a URL's password and tokens are registered with their URL-encoded forms, and
+Apprise's own log records are redacted at the source (`_AppriseRecords`), masked fragments
+such as `T...2` included, before any handler sees them.
 """
 
 import difflib
@@ -24,7 +31,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit
 
 from shared.platform import log
 
@@ -33,6 +40,7 @@ logger = logging.getLogger(__name__)
 MAX_DIFF_LINES = 60  # lines of diff in a message; the rest is counted, not shown
 MAX_DIFF_CHARS = 3000  # well under the smallest common limit (Discord: 2000 per part, split)
 CONTEXT_LINES = 2  # unchanged lines shown around each change
+MAX_DIFF_INPUT_LINES = 2000  # changed lines compared, per side: bounds the diff's time
 
 
 SUCCESSES = ("new", "unchanged", "changed", "ok")  # outcomes that end a failure streak
@@ -65,17 +73,32 @@ class Check:
 
 
 def register_secrets(url: str) -> None:
-    """Keep an Apprise URL's password and tokens out of every log line."""
+    """Keep an Apprise URL's password and tokens out of every log line and message, in the
+    forms they take in URLs and logs (as written, decoded, %-encoded)."""
     log.add_secret(url)
-    parts = urlsplit(url)
-    log.add_secret(unquote(parts.password or ""))
+    try:
+        parts = urlsplit(url)
+        password, hostname = parts.password, parts.hostname
+    except ValueError:  # not a URL Apprise could use either; the whole of it is registered
+        return
+    values = [password or ""]
     # Tokens sit anywhere: before the host (ntfy://token@), as the "host" (tgram://bot:token/chat),
-    # in the path (slack://T/B/C) or the query (?token=). A dotted host name is not one.
+    # in the path (slack://T/B/C) or the query (?token=). A dotted host name is not one. A piece
+    # holding what a ${VAR} brought in (already a secret) is one whatever its shape.
     pieces = re.split(r"[:@]", parts.netloc) + parts.path.split("/") + [v for _, v in parse_qsl(parts.query)]
     for piece in pieces:
-        host_name = piece.lower() == parts.hostname and "." in piece
-        if len(piece) >= 8 and re.search(r"\d", piece) and not host_name:
-            log.add_secret(unquote(piece))
+        host_name = piece.lower() == hostname and "." in piece
+        looks_like_token = len(piece) >= 8 and re.search(r"\d", piece)
+        if not host_name and (looks_like_token or log.redact(unquote(piece)) != unquote(piece)):
+            values.append(piece)
+    for value in values:
+        _add_secret_forms(value)
+
+
+def _add_secret_forms(value: str) -> None:
+    plain = unquote(value)
+    for form in {value, plain, unquote_plus(value), quote(plain, safe=""), quote(plain), quote_plus(plain)}:
+        log.add_secret(form)
 
 
 def global_urls() -> tuple[str, ...]:
@@ -90,26 +113,43 @@ def urls_for(job) -> tuple[str, ...]:
 
 
 def messages_for(job, check: Check) -> list[Message]:
-    """The messages this check calls for: usually none."""
+    """The messages this check calls for: usually none. Every text is redacted, and the diff is
+    made from redacted contents, so no trimming can leave part of a secret."""
     messages = []
     where = log.redact(job.where)
     if check.outcome == "changed" and not check.filters_changed and check.previous_body is not None:
         diff = unified_diff(check.previous_body, check.body or "")
-        messages.append(Message(f"{job.name} changed", log.redact(f"{job.name} changed ({check.at})\n{where}\n\n{diff}")))
+        messages.append(Message(log.redact(f"{job.name} changed"),
+                                log.redact(f"{job.name} changed ({check.at})\n{where}\n\n{diff}")))
     if check.outcome == "error" and check.streak_before < job.alert_after <= check.streak:
-        messages.append(Message(f"{job.name} is failing",
+        messages.append(Message(log.redact(f"{job.name} is failing"),
                                 log.redact(f"{job.name}: the last {check.streak} {check.unit} failed ({check.at})\n"
                                            f"{where}\n\nLast error: {check.error}"), FAILURE))
     if check.outcome in SUCCESSES and check.streak_before >= job.alert_after:
-        messages.append(Message(f"{job.name} recovered",
-                                f"{job.name} recovered after {check.streak_before} failed {check.unit} ({check.at})\n{where}",
+        messages.append(Message(log.redact(f"{job.name} recovered"),
+                                log.redact(f"{job.name} recovered after {check.streak_before} failed {check.unit}"
+                                           f" ({check.at})\n{where}"),
                                 SUCCESS))
     return messages
 
 
 def unified_diff(before: str, after: str) -> str:
-    lines = list(difflib.unified_diff(before.splitlines(), after.splitlines(), "before", "after",
-                                      n=CONTEXT_LINES, lineterm=""))
+    """The diff between two contents, trimmed. Secrets are redacted first: a secret cut by the
+    trimming (one of many lines, say) would no longer match, and part of it would show."""
+    before, after = log.redact(before).splitlines(), log.redact(after).splitlines()
+    # Compare only what changed, and only so much of it: difflib's cost grows with the square
+    # of the lines, and a message shows at most MAX_DIFF_LINES of them anyway.
+    start = 0
+    while start < min(len(before), len(after)) and before[start] == after[start]:
+        start += 1
+    end = 0
+    while end < min(len(before), len(after)) - start and before[-1 - end] == after[-1 - end]:
+        end += 1
+    first = max(0, start - CONTEXT_LINES)
+    before = before[first:len(before) - max(0, end - CONTEXT_LINES)][:MAX_DIFF_INPUT_LINES]
+    after = after[first:len(after) - max(0, end - CONTEXT_LINES)][:MAX_DIFF_INPUT_LINES]
+    lines = [_shift_hunk(line, first) for line in
+             difflib.unified_diff(before, after, "before", "after", n=CONTEXT_LINES, lineterm="")]
     shown, size = [], 0
     for line in lines:
         if len(shown) >= MAX_DIFF_LINES or size + len(line) > MAX_DIFF_CHARS:
@@ -121,42 +161,117 @@ def unified_diff(before: str, after: str) -> str:
     return "\n".join(shown)
 
 
-def send(urls: tuple[str, ...], message: Message) -> list[str]:
-    """Send to each URL; returns one short reason per URL that failed (no secrets in it)."""
+_HUNK = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@$")
+
+
+def _shift_hunk(line: str, offset: int) -> str:
+    """A hunk header's line numbers counted from the top of the page, not of the compared part."""
+    match = _HUNK.match(line) if offset else None
+    if not match:
+        return line
+    before, before_count, after, after_count = match.groups()
+    return f"@@ -{int(before) + offset}{before_count or ''} +{int(after) + offset}{after_count or ''} @@"
+
+
+def send(urls: tuple[str, ...], message: Message, timeout: float | None = None) -> list[str]:
+    """Send to each URL, one after another; returns one short reason per URL that failed."""
+    return [failure for url in urls if (failure := deliver(url, message, timeout))]
+
+
+def deliver(url: str, message: Message, timeout: float | None = None) -> str | None:
+    """Send one message to one Apprise URL, here, on this thread. None when it was delivered,
+    else a short reason without secrets. `timeout` caps the plugin's own socket timeouts (the
+    `cto`/`rto` of Apprise's URLs: connect, and each read; the email plugin's SMTP socket
+    timeout is its `cto`): a server that answers nothing fails within it, one that trickles may
+    not, which is why the Outbox also stops waiting at the timeout."""
     import apprise  # lazy: heavy, and most runs send nothing
 
-    failures = []
-    for url in urls:
-        service = _service_name(url)
-        sender = apprise.Apprise()
-        try:
-            if not sender.add(url):
-                failures.append(f"{service}: not a valid Apprise URL")
-                continue
-            if not sender.notify(title=message.title, body=message.body, body_format=apprise.NotifyFormat.TEXT,
-                                 notify_type=apprise.NotifyType(message.type)):
-                failures.append(f"{service}: not delivered (see log)")
-        except Exception as exc:  # a broken plugin must not lose the check
-            failures.append(f"{service}: {log.redact(str(exc))}")
-    return failures
+    service = service_name(url)
+    try:
+        # service_timeout=0: Apprise calls the plugin on this thread. With its default (60 s) it
+        # runs each service on a shared pool of non-daemon threads, and a hung one would hold
+        # the process at exit.
+        sender = apprise.Apprise(asset=apprise.AppriseAsset(service_timeout=0))
+        if not sender.add(url):
+            return f"{service}: not a valid Apprise URL"
+        if timeout is not None:
+            for server in sender:
+                server.socket_connect_timeout = min(server.socket_connect_timeout or timeout, timeout)
+                server.socket_read_timeout = min(server.socket_read_timeout or timeout, timeout)
+        if not sender.notify(title=message.title, body=message.body, body_format=apprise.NotifyFormat.TEXT,
+                             notify_type=apprise.NotifyType(message.type)):
+            return f"{service}: not delivered (see log)"
+    except Exception as exc:  # a broken plugin must not lose the check
+        return f"{service}: {log.redact(str(exc))}"
+    return None
 
 
-def _service_name(url: str) -> str:
-    """The scheme and host, without credentials: enough to tell which notification failed."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}" if host and not re.search(r"\d{6,}", host) else f"{parts.scheme}://"
+def service_name(url: str) -> str:
+    """The scheme and host, without credentials: enough to tell which notification failed. A
+    "host" that is a token (tgram://bot:token, slack://T.../...) is left out."""
+    scheme = url.split("://", 1)[0] if "://" in url else "?"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return f"{log.redact(scheme)}://"
+    written = parts.netloc.rpartition("@")[2]  # as written: hostname is lower-cased
+    token_like = "." not in host and len(host) >= 8 and re.search(r"\d", host)  # as register_secrets sees it
+    if not host or token_like or re.search(r"\d{6,}", host) or log.redact(written) != written or log.redact(host) != host:
+        return f"{parts.scheme}://"
+    return f"{parts.scheme}://{host}"
 
 
 def after_check(job, check: Check) -> str | None:
-    """Send what one stored check calls for. Returns None, or why a notification failed."""
-    try:
-        messages = messages_for(job, check)
-        urls = urls_for(job) if messages else ()
-        failures = [failure for message in messages for failure in send(urls, message)] if urls else []
-    except Exception as exc:  # a bug here must not stop the run's other targets
-        logger.exception("%s: notifications failed", job.name)
-        failures = [log.redact(str(exc))]
-    for failure in failures:
-        logger.warning("%s: notification failed: %s", job.name, failure)
-    return "notification failed: " + "; ".join(failures) if failures else None
+    """Send what one stored check calls for, and wait for it (within the per-message timeout).
+    Returns None, or why a notification failed. A run uses an Outbox instead."""
+    from shared.report.outbox import Outbox
+
+    with Outbox(None) as outbox:
+        outbox.post(job, check)
+        return outbox.close().get(job.name)
+
+
+class _AppriseRecords(logging.Filter):
+    """Redacts Apprise's own log records where they are made, before any handler (ours, Lambda's,
+    Apprise's capture of a call's logs) sees them. Our handlers redact registered secrets too;
+    this also catches what Apprise does to them first:
+
+    - its "privacy" URLs keep a token's first and last character (`slack://T...2/A...D/`) or its
+      last four (`...a1b2`): masked to `***`;
+    - an answer it quotes in a debug record is cut at 2,000 bytes, and a secret cut there would
+      not match: the trailing word of a cut excerpt is dropped.
+    """
+
+    MASKED = re.compile(r"(?<=[/:@=])(?:[^\s/:@?&#=]\.\.\.[^\s/:@?&#=]|\.\.\.[^\s/:@?&#=]{1,4})"
+                        r"(?=[/:@?&#,;'\"\s)]|$)")
+    CUT_AT = 2000  # Apprise quotes at most this much of an answer
+    CUT_WORD = re.compile(r"[^\s'\"<>(){}\[\],;]+\Z")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            if isinstance(record.args, tuple):
+                record.args = tuple(self._uncut(arg) for arg in record.args)
+            message = record.getMessage()
+        except Exception:  # a record that cannot be formatted: keep its template only
+            message = str(record.msg)
+        record.msg, record.args = self.MASKED.sub("***", log.redact(message)), None
+        return True
+
+    def _uncut(self, arg):
+        if isinstance(arg, bytes) and len(arg) >= self.CUT_AT:
+            return self.CUT_WORD.sub("[cut]", arg.decode("utf-8", "replace")).encode()
+        if isinstance(arg, str) and len(arg) >= self.CUT_AT:
+            return self.CUT_WORD.sub("[cut]", arg)
+        return arg
+
+
+def _install_log_filter() -> None:
+    """Apprise logs on the "apprise" logger (no handler of its own but a NullHandler; its records
+    propagate to the root logger, whose handlers shared/platform/log.py makes redact)."""
+    apprise_logger = logging.getLogger("apprise")
+    if not any(isinstance(f, _AppriseRecords) for f in apprise_logger.filters):
+        apprise_logger.addFilter(_AppriseRecords())
+
+
+_install_log_filter()

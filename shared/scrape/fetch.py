@@ -20,6 +20,7 @@ from urllib3.exceptions import (ConnectTimeoutError, HTTPError, LocationParseErr
 
 from shared import USER_AGENT
 from shared.platform import db
+from shared.scrape import memory
 
 CONNECT_TIMEOUT = 10.0  # seconds to open the connection
 TOTAL_TIMEOUT = 30.0  # seconds for the whole exchange, body included
@@ -59,7 +60,10 @@ def fetch(
     total_timeout: float = TOTAL_TIMEOUT,
     max_bytes: int = MAX_BODY_BYTES,
     headers: dict | None = None,
+    hold: memory.Hold | None = None,
 ) -> Page:
+    """GET `url` within `total_timeout`; `hold` is the check's share of the run's memory budget,
+    grown before a body passes memory.FREE_BYTES (shared/scrape/memory.py)."""
     deadline = time.monotonic() + total_timeout
     try:
         # The read timeout bounds each socket read; the deadline below bounds the sum.
@@ -74,17 +78,19 @@ def fetch(
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise FetchError(f"body of {int(declared)} bytes is over the {max_bytes} byte cap")
-        chunks, size = [], 0
+        raw = bytearray()
         # read1 returns what has arrived instead of waiting for a full chunk, so the deadline
         # is checked even while a server drips its body byte by byte.
         for chunk in iter(lambda: response.read1(64 * 1024), b""):
-            size += len(chunk)
-            if size > max_bytes:
+            if len(raw) + len(chunk) > max_bytes:
                 raise FetchError(f"body is over the {max_bytes} byte cap")
             if time.monotonic() > deadline:
                 raise FetchError(f"timed out: no complete answer within {total_timeout:g} s")
-            chunks.append(chunk)
-        raw = b"".join(chunks)
+            if hold is not None and len(raw) + len(chunk) > memory.FREE_BYTES and \
+                    not hold.grow(max_bytes * (1 + memory.MAX_CHAR_BYTES), deadline):
+                raise FetchError(f"timed out waiting for memory: other large pages held the run's budget"
+                                 f" for {total_timeout:g} s (raise SCRAPE_MEMORY_MB)")
+            raw += chunk
         return Page(
             url=response.geturl() or url,
             status=response.status,
@@ -128,7 +134,7 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([^"'\s/>;]+)""", r
 META_SCAN_BYTES = 1024  # how far browsers look for a <meta> charset (WHATWG's prescan)
 
 
-def decode(raw: bytes, content_type: str) -> str:
+def decode(raw: bytes | bytearray, content_type: str) -> str:
     """Text of a body, decoded the way browsers do (the WHATWG Encoding Standard, through
     webencodings): a byte order mark wins; then the Content-Type charset; then a <meta> charset
     in the first 1024 bytes; else UTF-8 when the bytes read as UTF-8 (a few stray invalid bytes
@@ -154,7 +160,7 @@ def decode(raw: bytes, content_type: str) -> str:
     return db.storable(text)
 
 
-def _mostly_utf8(raw: bytes) -> bool:
+def _mostly_utf8(raw: bytes | bytearray) -> bool:
     """True when undeclared bytes are UTF-8: they decode cleanly, or their valid multi-byte
     sequences outnumber the invalid bytes (a UTF-8 page with a stray byte stays UTF-8, while a
     windows-1252 page, whose accented letters are lone high bytes, does not)."""

@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 from shared.errors import ConfigError
 from shared.platform import db, log, schema
 from shared.report import notify
+from shared.report.outbox import Outbox
 from shared.result import DUPLICATE, ERROR, SKIPPED, Result
-from shared.scrape import fetch, filters, storage
+from shared.scrape import fetch, filters, memory, storage
 from shared.scrape.job import ScrapeJob
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 CONCURRENCY = 48
 PER_HOST = 2  # parallel fetches to any one host: polite to small sites
 BATCH_SIZE = 100  # checks written per transaction, at most
-BATCH_BYTES = 16 * 1024 * 1024  # ... and bodies per transaction (one JSON parameter)
+BATCH_BYTES = 16 * 1024 * 1024  # ... and memory of bodies per transaction (one JSON parameter)
 BATCH_SECONDS = 5  # ... and seconds a fetched check waits to be written
 STORAGE_FAILED = "storage failed"
 WRITE_MARGIN = 10  # seconds kept before a deadline to write what was fetched
@@ -65,21 +66,31 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
     results = {job.name: Result(job.name, DUPLICATE, f"already checked for run {run_key}")
                for job in jobs if job.name in states and states[job.name].recorded}
     todo = [job for job in jobs if job.name not in results]
-    # Writes (and the notifications they lead to) happen on their own thread, so handing out
-    # fetches never waits on the database; the queue's bound holds fetching back if the
-    # database falls behind.
-    writer = _Writer(database_url, run_key, results)
+    # Writes happen on their own thread, so handing out fetches never waits on the database
+    # (the queue's bound holds fetching back if the database falls behind); notifications go
+    # out from the outbox's own threads, so writing never waits on a mail server.
+    with Outbox(deadline) as outbox:
+        _fetch_and_write(todo, states, run_key, database_url, concurrency, per_host, deadline, results, outbox)
+        notices = outbox.close()  # waits for the notifications, never past the deadline
+    for name, notice in notices.items():
+        results[name] = replace(results[name], notice="; ".join(n for n in (results[name].notice, notice) if n))
+    return [results[job.name] for job in jobs]
+
+
+def _fetch_and_write(todo, states, run_key, database_url, concurrency, per_host, deadline, results, outbox) -> None:
+    budget = memory.from_environment()
+    writer = _Writer(database_url, run_key, results, outbox)
     writes: queue.Queue = queue.Queue(maxsize=4)
     thread = threading.Thread(target=writer.write_all, args=(writes,), name="writer")
     thread.start()
     try:
         batch, size, written = [], 0, time.monotonic()
-        for job, check in _check_all(todo, states, concurrency, per_host, deadline):
+        for job, check in _check_all(todo, states, concurrency, per_host, deadline, budget):
             if check is None:
                 results[job.name] = Result(job.name, SKIPPED, "not checked: the run's time ran out", retry=True)
                 continue
             batch.append((job, check))
-            size += len(check.body or "")
+            size += check.hold.bytes if check.hold else memory.size_of(check.body)
             # Write every BATCH_SIZE checks, and sooner if they are big or slow to come, so a
             # run cut short (a Lambda timeout, a killed dyno) loses little.
             if len(batch) >= BATCH_SIZE or size >= BATCH_BYTES or time.monotonic() - written >= BATCH_SECONDS:
@@ -90,7 +101,6 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
         writes.put(None)
         thread.join()
         writer.close()
-    return [results[job.name] for job in jobs]
 
 
 class _Writer:
@@ -99,8 +109,8 @@ class _Writer:
     is replaced; once the database is gone, every check left is failed at once with the reason,
     and one line says so: each target still gets its result line."""
 
-    def __init__(self, database_url: str | None, run_key: str | None, results: dict):
-        self.url, self.run_key, self.results = database_url, run_key, results
+    def __init__(self, database_url: str | None, run_key: str | None, results: dict, outbox: Outbox):
+        self.url, self.run_key, self.results, self.outbox = database_url, run_key, results, outbox
         self.con = None
         self.down: str | None = None  # why the database cannot be written any more
 
@@ -112,6 +122,10 @@ class _Writer:
             except Exception as exc:  # store handles storage errors; this is the last resort
                 logger.exception("writing %d checks failed", len(batch))
                 self.results.update({job.name: _unstored(job, exc) for job, _ in batch})
+            finally:
+                for _, check in batch:  # stored or not, their bodies are done with
+                    if check.hold:
+                        check.hold.release()
 
     def store(self, batch: list[tuple[ScrapeJob, storage.Check]]) -> dict[str, Result]:
         """Write a batch in one transaction; if that fails, each check on its own. Then notify."""
@@ -129,7 +143,7 @@ class _Writer:
             logger.warning("writing a batch of %d checks failed (%s); writing them one by one", len(batch),
                            log.redact(str(problem)))
             stored = [((job, check), self.store_one(check)) for job, check in batch]
-        return {job.name: _result(job, check, outcome) for (job, check), outcome in stored}
+        return {job.name: _result(job, check, outcome, self.outbox) for (job, check), outcome in stored}
 
     def store_one(self, check: storage.Check):
         """One check in its own transaction: what record_batch gives, or the exception."""
@@ -178,7 +192,8 @@ def _unstored(job: ScrapeJob, problem) -> Result:
     return Result(job.name, ERROR, log.redact(reason), retry=True)
 
 
-def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: int, deadline: float | None):
+def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: int, deadline: float | None,
+               budget: memory.Budget | None = None):
     """Yield (job, storage.Check) as each target's fetch and filtering finish, or (job, None)
     for a job not started because its fetch could not end before `deadline`.
 
@@ -195,7 +210,7 @@ def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: 
 
     def one(job: ScrapeJob) -> tuple[ScrapeJob, storage.Check]:
         started = time.monotonic()
-        check = check_target(http, job, states.get(job.name))
+        check = check_target(http, job, states.get(job.name), memory.Hold(budget))
         return job, replace(check, seconds=time.monotonic() - started)
 
     try:
@@ -229,19 +244,28 @@ def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
-def check_target(http, job: ScrapeJob, state: storage.TargetState | None) -> storage.Check:
+def check_target(http, job: ScrapeJob, state: storage.TargetState | None,
+                 hold: memory.Hold | None = None) -> storage.Check:
     """Fetch one target and apply its filters; never raises for the target's own failures.
-    What is stored never holds a secret a ${VAR} put into the job's URL."""
+    What is stored never holds a secret a ${VAR} put into the job's URL. The check keeps its
+    `hold` on the run's memory budget, sized to its body, until the writer has stored it."""
+    hold = hold or memory.Hold(None)
+    check = _check_target(http, job, state, hold)
+    hold.settle(memory.size_of(check.body))
+    return replace(check, hold=hold)
+
+
+def _check_target(http, job: ScrapeJob, state: storage.TargetState | None, hold: memory.Hold) -> storage.Check:
     at = datetime.now(timezone.utc)
     fingerprint = filters.fingerprint(job)
     validators = _validators(job, state, fingerprint)
     try:
-        page = _fetch(http, job, validators)
+        page = _fetch(http, job, validators, hold)
         if page.status == 304 and (not validators or page.redirected):
             # A 304 we did not ask for, or one for another URL: the validators cannot be
             # trusted. Drop them and ask again plainly.
             logger.info("%s: inconsistent 304 from %s; fetching without validators", job.name, job.url)
-            page = _fetch(http, job, {})
+            page = _fetch(http, job, {}, hold)
             if page.status == 304:
                 raise fetch.FetchError("HTTP 304 Not Modified to a request that was not conditional")
         if page.status == 304:
@@ -273,13 +297,15 @@ def _validators(job: ScrapeJob, state: storage.TargetState | None, fingerprint: 
     return headers
 
 
-def _fetch(http, job: ScrapeJob, headers: dict) -> fetch.Page:
-    return fetch.fetch(http, job.url, headers=headers, total_timeout=job.timeout,
-                       connect_timeout=min(fetch.CONNECT_TIMEOUT, job.timeout))
+def _fetch(http, job: ScrapeJob, headers: dict, hold: memory.Hold) -> fetch.Page:
+    page = fetch.fetch(http, job.url, headers=headers, total_timeout=job.timeout,
+                       connect_timeout=min(fetch.CONNECT_TIMEOUT, job.timeout), hold=hold)
+    hold.settle(memory.size_of(page.text) * 2)  # the text, and room for what filters make of it
+    return page
 
 
-def _result(job: ScrapeJob, check: storage.Check, stored) -> Result:
-    """The result line of one stored check, after sending what it calls for."""
+def _result(job: ScrapeJob, check: storage.Check, stored, outbox: Outbox) -> Result:
+    """The result line of one stored check; what it calls for goes to the outbox."""
     if isinstance(stored, Exception):
         return _unstored(job, stored)
     at = check.at.isoformat()
@@ -296,9 +322,9 @@ def _result(job: ScrapeJob, check: storage.Check, stored) -> Result:
         body = check.body if not check.not_modified else None
         event = notify.Check(stored.outcome, at, body=body, previous_body=stored.previous_body,
                              filters_changed=stored.filters_changed, streak_before=stored.previous_streak)
-    # The check is stored: a failed notification is reported, never undoes it.
-    notice = notify.after_check(job, event)
-    return replace(result, notice=notice) if notice else result
+    # The check is stored: a failed notification is reported (its notice), never undoes it.
+    outbox.post(job, event)
+    return result
 
 
 def adhoc_table(url: str, name: str | None) -> dict:

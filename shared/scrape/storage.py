@@ -102,6 +102,7 @@ class Check:
     etag: str | None = None  # validators for the next conditional request
     last_modified: str | None = None
     seconds: float | None = None  # how long fetching and filtering took (not stored: the result line's)
+    hold: object = None  # its share of the run's memory budget (shared/scrape/memory.py), not stored
 
 
 @dataclass(frozen=True)
