@@ -208,3 +208,15 @@ def test_json_logs_redact_secrets(monkeypatch, capsys):
         log.setup()
     record = json.loads(capsys.readouterr().out)
     assert record["message"] == "key is ***" and (record["job"], record["outcome"]) == ("j", "error")
+
+
+def test_a_run_on_a_heroku_dyno_ends_within_the_scheduler_slot(monkeypatch):
+    kind = KINDS["scrape"]
+    monkeypatch.delenv("SCRAPE_TIME_BUDGET", raising=False)
+    monkeypatch.delenv("DYNO", raising=False)
+    assert entry.time_budget(kind) is None  # a terminal: no limit unless asked
+    monkeypatch.setenv("DYNO", "scheduler.1234")
+    assert entry.time_budget(kind) == entry.HEROKU_BUDGET == 540
+    monkeypatch.setenv("SCRAPE_TIME_BUDGET", "60")
+    assert entry.time_budget(kind) == 60
+    assert entry.time_budget(kind, 5) == 5

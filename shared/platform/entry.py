@@ -24,6 +24,9 @@ from shared.result import INVALID, Result, exit_code
 logger = logging.getLogger("run")
 
 LAMBDA_MARGIN = 10.0  # seconds kept back from Lambda's timeout to write, report and return
+# Heroku Scheduler stops a one-off dyno after about its interval, 10 minutes at the shortest:
+# on a dyno, a run without a budget of its own ends within 9.
+HEROKU_BUDGET = 540.0
 
 
 class RunFailed(JobError):
@@ -78,7 +81,8 @@ def _nothing_to_run(kind: kinds.Kind, source: str) -> str:
 
 
 def time_budget(kind: kinds.Kind, given: float | None = None) -> float | None:
-    """Seconds for the whole run: --time-budget, else $<KIND>_TIME_BUDGET, else none."""
+    """Seconds for the whole run: --time-budget, else $<KIND>_TIME_BUDGET, else HEROKU_BUDGET on a
+    Heroku dyno ($DYNO), else none."""
     variable = f"{kind.name.upper()}_TIME_BUDGET"
     if given is not None:
         value, source = given, "--time-budget"
@@ -89,7 +93,7 @@ def time_budget(kind: kinds.Kind, given: float | None = None) -> float | None:
         except ValueError:
             raise ConfigError(f"{variable}={os.environ[variable]!r} must be a positive number of seconds") from None
     else:
-        return None
+        return HEROKU_BUDGET if os.environ.get("DYNO") else None
     if not 0 < value < float("inf"):
         raise ConfigError(f"{source} {value:g} must be a positive number of seconds")
     return value
