@@ -76,6 +76,18 @@ def db(database_url):
 
 
 @pytest.fixture
+def jobs_file(tmp_path, monkeypatch):
+    """Write the jobs file of a test: jobs_file(text) -> its path, set as $JOBS_FILE."""
+    def write(text: str):
+        path = tmp_path / "jobs.toml"
+        path.write_text(text)
+        monkeypatch.setenv("JOBS_FILE", str(path))
+        monkeypatch.delenv("JOBS_TOML", raising=False)
+        return path
+    return write
+
+
+@pytest.fixture
 def moto_server(monkeypatch):
     """AWS, the one part that cannot run here: moto in server mode on loopback, with boto3
     pointed at it through the environment (as the deployed code's boto3 would be at AWS)."""

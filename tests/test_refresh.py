@@ -21,17 +21,6 @@ def cli(capsys, *args):
 
 
 @pytest.fixture
-def jobs_file(tmp_path, monkeypatch):
-    def write(text: str):
-        path = tmp_path / "jobs.toml"
-        path.write_text(text)
-        monkeypatch.setenv("JOBS_FILE", str(path))
-        monkeypatch.delenv("JOBS_TOML", raising=False)
-        return path
-    return write
-
-
-@pytest.fixture
 def no_config(tmp_path, monkeypatch):
     """No JOBS_FILE, no ./jobs.toml, no CARTO_* variables."""
     monkeypatch.chdir(tmp_path)

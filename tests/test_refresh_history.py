@@ -28,17 +28,6 @@ def webhook(httpserver):
     return f"json://127.0.0.1:{httpserver.port}/hook", received
 
 
-@pytest.fixture
-def jobs_file(tmp_path, monkeypatch):
-    def write(text: str):
-        path = tmp_path / "jobs.toml"
-        path.write_text(text)
-        monkeypatch.setenv("JOBS_FILE", str(path))
-        monkeypatch.delenv("JOBS_TOML", raising=False)
-        return path
-    return write
-
-
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
     from shared.refresh import run
