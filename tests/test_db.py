@@ -10,17 +10,39 @@ from shared.platform import db, log
 @pytest.mark.parametrize(
     "url, expected",
     [
-        ("postgres://u:p@h.example.com:5433/d", ("u", "p", "h.example.com", 5433, "d", "prefer", None)),
+        ("postgres://u:p@h.example.com:5433/d", ("u", "p", "h.example.com", 5433, "d", "require", None)),
         ("postgresql://u:p@h/d?sslmode=require", ("u", "p", "h", 5432, "d", "require", None)),
-        ("postgres://us%40er:p%3Ass%2Fw%40rd@h/d%20b", ("us@er", "p:ss/w@rd", "h", 5432, "d b", "prefer", None)),
+        ("postgres://us%40er:p%3Ass%2Fw%40rd@h/d%20b", ("us@er", "p:ss/w@rd", "h", 5432, "d b", "require", None)),
         ("postgresql://postgres:@/postgres?host=/tmp/tmpXYZ", ("postgres", "", None, 5432, "postgres", "prefer", "/tmp/tmpXYZ")),
         ("postgresql://postgres@/x?host=/run/pg&port=6543", ("postgres", None, None, 6543, "x", "prefer", "/run/pg")),
-        ("postgresql:///d?host=db.internal&user=me", ("me", None, "db.internal", 5432, "d", "prefer", None)),
+        ("postgresql:///d?host=db.internal&user=me", ("me", None, "db.internal", 5432, "d", "require", None)),
     ],
 )
 def test_parse_url_forms(url, expected):
     u = db.parse_url(url)
     assert (u.user, u.password, u.host, u.port, u.database, u.sslmode, u.socket_dir) == expected
+
+
+@pytest.mark.parametrize(
+    "url, sslmode",
+    [
+        # No sslmode: TLS required unless the traffic stays on this machine.
+        ("postgres://u:p@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d", "require"),  # Heroku's form
+        ("postgres://u:p@10.0.0.5/d", "require"),
+        ("postgres://u:p@[2001:db8::1]/d", "require"),
+        ("postgres://u:p@0.0.0.0/d", "require"),
+        ("postgres://u:p@localhost/d", "prefer"),
+        ("postgres://u:p@127.0.0.1/d", "prefer"),
+        ("postgres://u:p@127.8.9.10/d", "prefer"),
+        ("postgres://u:p@[::1]/d", "prefer"),
+        # Given: as given, whatever the host.
+        ("postgres://u:p@db.example.com/d?sslmode=disable", "disable"),
+        ("postgres://u:p@db.example.com/d?sslmode=prefer", "prefer"),
+        ("postgres://u:p@localhost/d?sslmode=verify-full", "verify-full"),
+    ],
+)
+def test_without_sslmode_a_host_that_is_not_loopback_requires_tls(url, sslmode):
+    assert db.parse_url(url).sslmode == sslmode
 
 
 @pytest.mark.parametrize(

@@ -74,3 +74,30 @@ def test_dispatcher_needs_a_schedule_and_a_queue(work_queue, jobs, monkeypatch):
     monkeypatch.delenv("WORK_QUEUE_URL")
     with pytest.raises(Exception, match="WORK_QUEUE_URL is not set"):
         dispatch_fn.handler({"schedule": "rate(10 minutes)", "scheduled_time": RUN}, None)
+
+
+def scheduler_input(spec) -> dict:
+    """What EventBridge Scheduler sends for a planned schedule: its input, the time filled in."""
+    return json.loads(spec.input.replace("<aws.scheduler.scheduled-time>", RUN))
+
+
+def test_a_grouped_schedule_runs_all_its_jobs_in_one_invocation(database_url, db, jobs):
+    from infra import plan
+
+    planned = plan.load()
+    often, hourly = planned.schedules  # 25 jobs every 10 minutes, one hourly: under the threshold
+    assert (often.function.kind, len(often.jobs), hourly.jobs) == ("scrape", 25, ("hourly",))
+    results = scrape_fn.handler(scheduler_input(often), None)["results"]
+    assert sorted(r["job"] for r in results) == sorted(jobs) and {r["outcome"] for r in results} == {"new"}
+    # A second delivery of the same scheduled run records nothing again.
+    assert {r["outcome"] for r in scrape_fn.handler(scheduler_input(often), None)["results"]} == {"duplicate"}
+    assert db.run("SELECT count(*) FROM scrape_targets WHERE name = 'hourly'")[0][0] == 0
+
+
+def test_past_the_threshold_the_planned_schedule_invokes_the_dispatcher(database_url, work_queue, jobs, monkeypatch):
+    from infra import plan
+
+    monkeypatch.setattr(plan, "DISPATCH_THRESHOLD", 20)
+    often = plan.load().schedules[0]
+    assert often.function.handler == "functions.dispatch.handler"
+    assert dispatch_fn.handler(scheduler_input(often), None) == {"shards": 3, "jobs": 25}

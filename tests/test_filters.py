@@ -152,6 +152,7 @@ def tomli_w(table: dict) -> str:
     ({"select": "p["}, "job 'j': selector 'p[' is not valid CSS"),
     ({"drop": [1]}, "job 'j': key 'drop' must be a string or a list of non-empty strings"),
     ({"ignore": "(unclosed"}, "job 'j': key 'ignore': '(unclosed' is not a valid regular expression"),
+    ({"ignore": "a{4294967296}"}, "job 'j': key 'ignore': 'a{4294967296}' is too large to compile"),
     ({"whitespace": "squash"}, "job 'j': key 'whitespace' must be one of ignore, keep"),
     ({"text": "yes"}, "job 'j': key 'text' must be a bool"),
     ({"notify": "not a url"}, "job 'j': key 'notify' holds an entry that is not an Apprise URL"),

@@ -5,7 +5,8 @@
     at = ":20"                    # hourly jobs: minute past the hour (Heroku: 00, 10, ... 50)
     cron = "0 4 ? * MON-FRI *"    # AWS only: an EventBridge cron expression (6 fields), instead of every
 
-Times are UTC on both platforms.
+Times are UTC on both platforms. A cron expression is checked field by field when the jobs file
+is read (check_cron), so a mistake names the job and the field instead of failing a deploy.
 """
 
 import re
@@ -15,7 +16,27 @@ EVERY = {"10m": 600, "1h": 3600, "1d": 86400}  # seconds between runs
 
 _DAILY_AT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _HOURLY_AT = re.compile(r"^:([0-5]\d)$")
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/#L W-]+$")
+
+
+@dataclass(frozen=True)
+class CronField:
+    name: str
+    low: int
+    high: int
+    names: tuple[str, ...] = ()  # accepted instead of numbers, the first meaning `low`
+    special: str = ""  # EventBridge's extra wildcards allowed in this field: ? L W #
+
+
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")  # EventBridge numbers them 1-7 from Sunday
+CRON_FIELDS = (
+    CronField("minutes", 0, 59),
+    CronField("hours", 0, 23),
+    CronField("day-of-month", 1, 31, special="?LW"),
+    CronField("month", 1, 12, MONTHS),
+    CronField("day-of-week", 1, 7, DAYS, special="?L#"),
+    CronField("year", 1970, 2199),
+)
 
 
 class ScheduleError(ValueError):
@@ -71,13 +92,8 @@ def parse(every: str | None, at: str | None, cron: str | None, kind: str) -> Sch
             raise ScheduleError("key 'cron' replaces 'every' and 'at': give one or the other")
         if not isinstance(cron, str):
             raise ScheduleError("key 'cron' must be a string")
-        fields = cron.split()
-        if len(fields) != 6 or not all(_CRON_FIELD.match(f) for f in fields):
-            raise ScheduleError(f"key 'cron': {cron!r} is not an EventBridge cron expression "
-                                "(6 fields: minutes hours day-of-month month day-of-week year)")
-        if "?" not in (fields[2], fields[4]):
-            raise ScheduleError("key 'cron': EventBridge needs '?' in day-of-month or day-of-week")
-        return Schedule(None, None, cron)
+        check_cron(cron)
+        return Schedule(None, None, " ".join(cron.split()))
     every = KINDS[kind].default_every if every is None else every
     if not isinstance(every, str) or every not in EVERY:
         raise ScheduleError(f"key 'every' must be one of {', '.join(map(repr, EVERY))}, not {every!r}")
@@ -91,3 +107,75 @@ def parse(every: str | None, at: str | None, cron: str | None, kind: str) -> Sch
         if every == "10m":
             raise ScheduleError("key 'at' only applies to hourly and daily jobs")
     return Schedule(every, at, None)
+
+
+def check_cron(cron: str) -> None:
+    """Check an EventBridge cron expression field by field (AWS's rules: six fields, each
+    value in range, month and day names, exactly one of the day fields `?`); ScheduleError
+    names the field."""
+    fields = cron.split()
+    if len(fields) != 6:
+        raise ScheduleError(f"key 'cron': {cron!r} is not an EventBridge cron expression "
+                            "(6 fields: minutes hours day-of-month month day-of-week year)")
+    for spec, text in zip(CRON_FIELDS, fields):
+        try:
+            _check_field(spec, text)
+        except ValueError as exc:
+            raise ScheduleError(f"key 'cron': {cron!r}: {spec.name} {text!r}: {exc}") from None
+    # EventBridge cannot combine a day of the month with a day of the week.
+    if (fields[2] == "?") == (fields[4] == "?"):
+        raise ScheduleError(f"key 'cron': {cron!r}: EventBridge needs '?' in exactly one of day-of-month and"
+                            " day-of-week (e.g. \"0 4 ? * MON-FRI *\" or \"0 4 1 * ? *\")")
+
+
+def _check_field(spec: CronField, text: str) -> None:
+    if text == "?":
+        if "?" not in spec.special:
+            raise ValueError("'?' is only allowed in day-of-month or day-of-week")
+        return
+    for item in text.split(","):
+        _check_item(spec, item)
+
+
+def _check_item(spec: CronField, item: str) -> None:
+    if not item:
+        raise ValueError("empty item in a list")
+    if "?" in item:
+        raise ValueError("'?' must stand alone")
+    if spec.name == "day-of-month" and item in ("L", "LW"):
+        return
+    if spec.name == "day-of-month" and item.endswith("W"):
+        _value(spec, item[:-1])  # nW: the weekday nearest day n
+        return
+    if spec.name == "day-of-week" and item == "L":
+        return
+    if spec.name == "day-of-week" and item.endswith("L"):
+        _value(spec, item[:-1])  # nL: the last such day of the month
+        return
+    if spec.name == "day-of-week" and "#" in item:
+        day, _, nth = item.partition("#")
+        _value(spec, day)
+        if not nth.isdigit() or not 1 <= int(nth) <= 5:
+            raise ValueError(f"'#{nth}' must be #1 to #5 (the nth such day of the month)")
+        return
+    start, slash, step = item.partition("/")
+    if slash:
+        if not step.isdigit() or int(step) < 1:
+            raise ValueError(f"increment '/{step}' must be a whole number of at least 1")
+    if start == "*":
+        return
+    low, dash, high = start.partition("-")
+    _value(spec, low)
+    if dash:
+        _value(spec, high)
+
+
+def _value(spec: CronField, text: str) -> int:
+    if text.upper() in spec.names:
+        return spec.low + spec.names.index(text.upper())
+    if text.isdigit():
+        if not spec.low <= int(text) <= spec.high:
+            raise ValueError(f"{text} is not in {spec.low}-{spec.high}")
+        return int(text)
+    names = f" or {spec.names[0]}-{spec.names[-1]}" if spec.names else ""
+    raise ValueError(f"{text!r} is not {spec.low}-{spec.high}{names}")

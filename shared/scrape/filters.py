@@ -16,6 +16,11 @@ nothing is a FilterError: the check fails, nothing is stored, nothing changes.
 
 The HTML library (selectolax, Lexbor engine) is imported inside the functions that parse,
 so importing this module costs nothing at a Lambda cold start.
+
+A hostile page or pattern can make a step run for hours (a regular expression that backtracks
+catastrophically, 10,000 nested elements each selected): a run applies filters in a worker
+process it can stop (shared/scrape/sandbox.py, which runs apply_settings), so a job's timeout
+bounds them. Patterns are checked when the jobs file is read (check_pattern).
 """
 
 import hashlib
@@ -155,8 +160,13 @@ def fingerprint(job) -> str:
 
 
 def apply(job, page: str) -> str:
-    """The page as the job's filters see it: the body to hash and store."""
-    chosen = settings(job)
+    """The page as the job's filters see it: the body to hash and store. In this process, with
+    no time limit: a run filters in shared/scrape/sandbox.py, where filters can be stopped."""
+    return apply_settings(settings(job), page)
+
+
+def apply_settings(chosen: dict, page: str) -> str:
+    """apply() for settings() already taken (lists or tuples alike): what a sandbox worker runs."""
     if not chosen:
         return page
     work = Work(page)
@@ -168,6 +178,30 @@ def apply(job, page: str) -> str:
         if key in chosen:
             step(work, chosen[key])
     return work.text
+
+
+# Longer patterns are refused when the jobs file is read: they take long to compile, and a
+# noise filter that needs more than this is better written as a few patterns or a `drop`.
+MAX_PATTERN_CHARS = 10_000
+
+
+def check_pattern(pattern: str) -> None:
+    """Raise ValueError if `pattern` cannot serve as an `ignore` pattern (used when the jobs
+    file is read): not a regular expression, too long, or too large or deep for the compiler."""
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise ValueError(f"key 'ignore': {_short(pattern)} is too large to compile: patterns are limited "
+                         f"to {MAX_PATTERN_CHARS:,} characters")
+    try:
+        re.compile(pattern, flags=re.MULTILINE)
+    except re.error as exc:
+        raise ValueError(f"key 'ignore': {_short(pattern)} is not a valid regular expression: {exc}") from None
+    except (RecursionError, OverflowError, MemoryError) as exc:  # nesting or repeat counts too large
+        reason = {RecursionError: "nested too deeply"}.get(type(exc), str(exc) or type(exc).__name__)
+        raise ValueError(f"key 'ignore': {_short(pattern)} is too large to compile ({reason})") from None
+
+
+def _short(pattern: str) -> str:
+    return repr(pattern) if len(pattern) <= 60 else f"{pattern[:40]!r}... ({len(pattern):,} characters)"
 
 
 def check_selector(selector: str) -> None:
