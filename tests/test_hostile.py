@@ -239,3 +239,25 @@ def test_a_hostile_page_never_costs_its_neighbours_their_check(database_url, raw
     hostile = by_name["hostile"]
     assert hostile.outcome in ("new", "unchanged", "changed") or (hostile.outcome == "error" and hostile.reason)
     assert not hostile.reason or not hostile.reason.startswith("storage failed")
+
+
+def test_pathological_filters_end_as_their_own_errors_within_the_job_timeout(database_url, db, raw_site):
+    """A catastrophic regular expression (hours of backtracking) and a deeply nested page
+    (a minute of selecting) each end as their target's error when its timeout is up, and the
+    healthy targets beside them are stored."""
+    import time
+
+    raw_site.answers["regex"] = answer(b"<p>" + b"a" * 40 + b"b</p>")
+    raw_site.answers["nested"] = answer(b"<div>" * 10000 + b"x" + b"</div>" * 10000)
+    for name in HEALTHY:
+        raw_site.answers[name] = answer(f"<p>{name}</p>".encode())
+    jobs = [ScrapeJob("regex", raw_site.url("regex"), timeout=2, ignore=("(a+)+$",)),
+            ScrapeJob("nested", raw_site.url("nested"), timeout=2, select=("div",))] + \
+           [ScrapeJob(name, raw_site.url(name), timeout=60, select=("p",)) for name in HEALTHY]
+    started = time.monotonic()
+    by_name = {r.name: r for r in scrape.run(jobs)}
+    assert time.monotonic() - started < 60  # generous; without the sandbox it never ends
+    for name in ("regex", "nested"):
+        assert by_name[name].outcome == "error" and "filters took longer than 2 s" in by_name[name].reason
+    assert all(by_name[name].outcome == "new" for name in HEALTHY)
+    assert {row[0] for row in db.run("SELECT target FROM scraps")} == set(HEALTHY)

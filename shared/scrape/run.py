@@ -23,7 +23,7 @@ from shared.platform import db, log, schema
 from shared.report import notify
 from shared.report.outbox import Outbox
 from shared.result import DUPLICATE, ERROR, SKIPPED, Result
-from shared.scrape import fetch, filters, memory, storage
+from shared.scrape import fetch, filters, memory, sandbox, storage
 from shared.scrape.job import ScrapeJob
 
 logger = logging.getLogger(__name__)
@@ -204,13 +204,14 @@ def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: 
     for job in jobs:
         pending.setdefault(_host(job.url), deque()).append(job)
     http = fetch.new_pool(hosts=len(pending), per_host=per_host)
+    box = sandbox.Sandbox()  # filters run in worker processes a job's timeout can stop
     in_flight: dict[str, int] = dict.fromkeys(pending, 0)
     ready = deque(pending)  # hosts with a job waiting and a free slot, in turn order
     running = {}  # future -> host
 
     def one(job: ScrapeJob) -> tuple[ScrapeJob, storage.Check]:
         started = time.monotonic()
-        check = check_target(http, job, states.get(job.name), memory.Hold(budget))
+        check = check_target(http, job, states.get(job.name), memory.Hold(budget), box)
         return job, replace(check, seconds=time.monotonic() - started)
 
     try:
@@ -237,6 +238,7 @@ def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: 
                     yield future.result()
     finally:
         http.clear()
+        box.close()
 
 
 def _host(url: str) -> str:
@@ -245,18 +247,24 @@ def _host(url: str) -> str:
 
 
 def check_target(http, job: ScrapeJob, state: storage.TargetState | None,
-                 hold: memory.Hold | None = None) -> storage.Check:
+                 hold: memory.Hold | None = None, box: sandbox.Sandbox | None = None) -> storage.Check:
     """Fetch one target and apply its filters; never raises for the target's own failures.
     What is stored never holds a secret a ${VAR} put into the job's URL. The check keeps its
-    `hold` on the run's memory budget, sized to its body, until the writer has stored it."""
+    `hold` on the run's memory budget, sized to its body, until the writer has stored it. The
+    job's timeout bounds fetching and filtering together: filters run in `box`'s workers."""
     hold = hold or memory.Hold(None)
-    check = _check_target(http, job, state, hold)
+    if box is None:
+        with sandbox.Sandbox() as own:
+            check = _check_target(http, job, state, hold, own)
+    else:
+        check = _check_target(http, job, state, hold, box)
     hold.settle(memory.size_of(check.body))
     return replace(check, hold=hold)
 
 
-def _check_target(http, job: ScrapeJob, state: storage.TargetState | None, hold: memory.Hold) -> storage.Check:
-    at = datetime.now(timezone.utc)
+def _check_target(http, job: ScrapeJob, state: storage.TargetState | None, hold: memory.Hold,
+                  box: sandbox.Sandbox) -> storage.Check:
+    at, started = datetime.now(timezone.utc), time.monotonic()
     fingerprint = filters.fingerprint(job)
     validators = _validators(job, state, fingerprint)
     try:
@@ -271,7 +279,8 @@ def _check_target(http, job: ScrapeJob, state: storage.TargetState | None, hold:
         if page.status == 304:
             return storage.Check(job.name, log.redact(job.url), at, not_modified=True, filters=fingerprint,
                                  etag=page.etag, last_modified=page.last_modified)
-        body = log.redact(filters.apply(job, page.text))  # a page may echo the secret URL it was fetched from
+        body = box.apply(job, page.text, job.timeout - (time.monotonic() - started))
+        body = log.redact(body)  # a page may echo the secret URL it was fetched from
     except (fetch.FetchError, filters.FilterError) as exc:
         logger.warning("%s: %s failed: %s", job.name, job.url, exc)
         return storage.Check(job.name, log.redact(job.url), at, error=log.redact(str(exc)))
