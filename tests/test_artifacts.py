@@ -87,7 +87,9 @@ def smoke_env(database_url, httpserver, db):
 def test_lambda_zip_is_reproducible_small_and_clean(artifacts, tmp_path, monkeypatch):
     zip_path, _ = artifacts
     names = zipfile.ZipFile(zip_path).namelist()
-    assert zip_path.stat().st_size < 5_000_000
+    # Budget 6 MB (Lambda allows 50): it holds bytecode of each kind's run modules too, which
+    # every run imports after the handler (bench/RESULTS.md, "Lambda artifact").
+    assert zip_path.stat().st_size < 6_000_000
     assert "functions/scrape.py" in names and "shared/scrape/storage.py" in names and "jobs.toml" in names
     assert not [n for n in names if n.startswith(("tests/", "devtools/", "bench/", "pytest", "boto3/", "botocore/", "bin/"))]
     # pip's RECORD files hash console scripts that name the building machine's Python: left out,
