@@ -24,6 +24,7 @@ class RawSite:
 
     def __init__(self):
         self.answers: dict[str, bytes] = {}
+        self.keep_open: set[str] = set()  # paths whose connection stays open after the answer
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -53,6 +54,12 @@ class RawSite:
                 request += chunk
             path = request.split(b" ", 2)[1].decode("latin-1").lstrip("/")
             conn.sendall(self.answers.get(path, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
+            if path in self.keep_open:  # and answer whatever comes next on it with garbage
+                try:
+                    while conn.recv(4096):
+                        conn.sendall(b"garbage, not HTTP\r\n\r\n")
+                except OSError:  # the client closed it: what it should do
+                    pass
 
     def close(self):
         self.sock.close()
@@ -261,3 +268,24 @@ def test_pathological_filters_end_as_their_own_errors_within_the_job_timeout(dat
         assert by_name[name].outcome == "error" and "filters took longer than 2 s" in by_name[name].reason
     assert all(by_name[name].outcome == "new" for name in HEALTHY)
     assert {row[0] for row in db.run("SELECT target FROM scraps")} == set(HEALTHY)
+
+
+@pytest.mark.parametrize("hostile", [
+    # Headers malformed enough that the client never sees "Connection: close".
+    b"HTTP/1.1 200 OK\r\nX-\x8c\x00bad\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+    # A 304 with a body: bytes left on the connection.
+    b"HTTP/1.1 304 Not Modified\r\nContent-Length: 30\r\n\r\nHTTP/1.1 200 OK\r\n\r\nevil",
+    # An error whose body is never read.
+    b"HTTP/1.1 500 Oops\r\nContent-Length: 10\r\n\r\n0123456789",
+])
+def test_a_hostile_answer_never_garbles_a_neighbour_on_the_same_connection(database_url, raw_site, hostile):
+    """One parallel fetch per host, so the healthy pages would reuse the hostile answer's
+    connection, which the server keeps open and answers with garbage from then on."""
+    raw_site.answers["hostile"] = hostile
+    raw_site.keep_open.add("hostile")
+    for name in HEALTHY:
+        raw_site.answers[name] = answer(f"<p>{name}</p>".encode(), headers=[b"Connection: keep-alive"])
+    jobs = [ScrapeJob("hostile", raw_site.url("hostile"), timeout=5)] + \
+           [ScrapeJob(name, raw_site.url(name), timeout=30) for name in HEALTHY]
+    by_name = {r.name: r for r in scrape.run(jobs, concurrency=1, per_host=1)}
+    assert [by_name[name].outcome for name in HEALTHY] == ["new"] * len(HEALTHY), by_name

@@ -71,6 +71,7 @@ def fetch(
                                 timeout=urllib3.Timeout(connect=connect_timeout, read=total_timeout))
     except (MaxRetryError, HTTPError, ValueError) as exc:
         raise _failure(exc, url, connect_timeout, total_timeout) from None
+    clean = False  # whether the answer was read to its end, so its connection may serve another
     try:
         if not (200 <= response.status < 300 or response.status == 304):
             # 4xx/5xx, and what never carries the page: a redirect without Location, 1xx, 300.
@@ -91,6 +92,7 @@ def fetch(
                 raise FetchError(f"timed out waiting for memory: other large pages held the run's budget"
                                  f" for {total_timeout:g} s (raise SCRAPE_MEMORY_MB)")
             raw += chunk
+        clean = True
         return Page(
             url=response.geturl() or url,
             status=response.status,
@@ -102,7 +104,21 @@ def fetch(
     except HTTPError as exc:  # raised while reading the body
         raise _failure(exc, url, connect_timeout, total_timeout) from None
     finally:
+        if not (clean and _reusable(response)) and response.connection is not None:
+            response.connection.close()  # pooled as closed: the next request reconnects
         response.release_conn()
+
+
+def _reusable(response) -> bool:
+    """Whether an answer's connection may carry the next request to its host. Not when the
+    answer may have left bytes behind (headers malformed enough to hide `Connection: close`, a
+    body after a 204 or 304): those bytes would garble a neighbouring target's answer."""
+    original = getattr(response, "_original_response", None)
+    if original is None or getattr(original.msg, "defects", None):
+        return False
+    if response.status in (204, 304):
+        return response.headers.get("Content-Length", "0").strip() in ("", "0") and "Transfer-Encoding" not in response.headers
+    return True
 
 
 def _failure(exc: Exception, url: str, connect_timeout: float, total_timeout: float) -> FetchError:
