@@ -85,6 +85,7 @@ def test_retry_after_beyond_the_budget_gives_up_at_once(emulator):
     error = failure(job_for(emulator), budget=3)
     assert time.monotonic() - started < 1
     assert "gave up after 1 tries" in error.reason and "rate limited (HTTP 429), CARTO asks to wait" in error.reason
+    assert error.reason.endswith(", longer than the time budget allows")
 
 
 def test_statement_timeout_falls_back_to_a_batch_job_that_ends_done(emulator, db):

@@ -8,6 +8,9 @@ request to the module that answers it (sql_api, batch, v3).
   Retry-After and the Carto-Rate-Limit-* headers.
 - `set_v3_sync_limit(seconds, answer)`: CARTO 3's limit of synchronous queries and what a query
   past it gets ("504", "error", "none"; see v3.py).
+- `set_trickle(bytes_per_write, interval_s)`: send every answer's body that many bytes at a time,
+  `interval_s` apart (a slow or hostile network: each write well within any read timeout, the
+  whole answer far past it); `set_trickle(None)` sends bodies at once again (the default).
 """
 
 import json
@@ -53,6 +56,7 @@ class CartoEmulator:
         self.job_queue: queue.Queue = queue.Queue()
         self.type_names: dict[int, str] = {}  # PostgreSQL type oid -> name
         self.stopping = threading.Event()
+        self.trickle: tuple[int, float] | None = None  # (bytes per write, seconds between writes)
         self._server: ThreadingHTTPServer | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -99,6 +103,12 @@ class CartoEmulator:
         if not seconds > 0:
             raise ValueError(f"the v3 sync limit must be a positive number of seconds, not {seconds!r}")
         self.v3_sync_limit, self.v3_timeout_answer = seconds, answer
+
+    def set_trickle(self, bytes_per_write: int | None, interval_s: float = 0.5) -> None:
+        """Send answers' bodies `bytes_per_write` bytes at a time, `interval_s` apart (None: at once)."""
+        if bytes_per_write is not None and (bytes_per_write < 1 or not interval_s >= 0):
+            raise ValueError("the trickle needs at least 1 byte per write and a wait of 0 s or more")
+        self.trickle = (bytes_per_write, interval_s) if bytes_per_write is not None else None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -175,7 +185,19 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, str(value))
         self.end_headers()
-        self.wfile.write(data)
+        trickle = self.emulator.trickle
+        if trickle is None:
+            self.wfile.write(data)
+            return
+        size, interval = trickle
+        try:
+            for start in range(0, len(data), size):
+                if self.emulator.stopping.wait(interval):
+                    break
+                self.wfile.write(data[start:start + size])
+        except OSError:  # the client gave up on the answer
+            pass
+        self.close_connection = True
 
 
 def _body_params(content_type: str, raw: bytes) -> dict:

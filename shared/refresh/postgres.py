@@ -1,6 +1,15 @@
 """Refresh mode `postgres`: the statement runs straight on a PostgreSQL database (the job's
 `database_url`, default $DATABASE_URL) under a statement timeout. A failed connection is
-retried with backoff within the deadline; a failed statement never is."""
+retried with backoff within the deadline; a failed statement never is.
+
+A refresh reports how many rows the statement returned and, for a one-row one-column answer,
+its value: it reads no more than that. A query (SELECT, VALUES, TABLE, WITH ... SELECT) runs
+through a cursor in a transaction: FETCH 2 rows, MOVE past the rest (counted by the server,
+never sent), COMMIT, so what the statement changed persists. A data-modifying statement with
+RETURNING runs inside `WITH ... SELECT *, count(*) OVER () ... LIMIT 2`, which sends two rows
+and the count. Anything else (CALL, DO, REFRESH MATERIALIZED VIEW, INSERT without RETURNING,
+several statements) returns no rows, or few, and runs as it is.
+"""
 
 import logging
 import random
@@ -11,6 +20,12 @@ from shared.refresh.job import RefreshJob
 from shared.refresh.outcome import Outcome
 
 logger = logging.getLogger(__name__)
+CURSOR = "refresh_rows"
+TOTAL_COLUMN = "refresh_total_rows"
+# What PostgreSQL answers when a statement cannot go in a cursor or a WITH: a syntax error
+# (CALL, DO, INSERT ... in DECLARE), "feature not supported" (data-modifying WITH, a WITH query
+# without RETURNING). Raised while the statement is parsed and planned, before it runs.
+CANNOT_WRAP = ("42601", "0A000")
 
 
 class PostgresRefreshError(Exception):
@@ -23,11 +38,10 @@ def refresh(job: RefreshJob, deadline: float, timing) -> Outcome:
     started = time.monotonic()
     con = _connect_with_retries(job, deadline, timing)
     timeout = min(job.statement_timeout, max(0.1, deadline - time.monotonic()))
+    ends = time.monotonic() + timeout
     try:
-        con.run(f"SET statement_timeout = {int(timeout * 1000)}")
         db.set_read_timeout(con, timeout + db.READ_MARGIN)
-        answer = con.run(job.sql)
-        rows, columns = con.row_count, con.columns
+        rows, columns, first = _run(con, job.sql, ends)
     except pg8000.native.DatabaseError as exc:
         raise PostgresRefreshError(_pg_reason(exc, timeout)) from None
     except (pg8000.native.InterfaceError, OSError) as exc:
@@ -35,10 +49,80 @@ def refresh(job: RefreshJob, deadline: float, timing) -> Outcome:
     finally:
         db.close_quietly(con)
     value = None
-    if answer and len(answer) == 1 and columns and len(columns) == 1 and answer[0][0] not in (None, ""):
-        value = log.redact(f"{columns[0]['name']} = {answer[0][0]}"[:80])
+    if rows == 1 and first and columns and len(columns) == 1 and first[0][0] not in (None, ""):
+        value = log.redact(f"{columns[0]['name']} = {first[0][0]}"[:80])
     return Outcome("PostgreSQL", time.monotonic() - started, rows if rows is not None and rows >= 0 else None,
                    value=value)
+
+
+def _run(con, sql: str, ends: float) -> tuple[int | None, list | None, list]:
+    """Run `sql`; (rows it returned or changed, its columns, its first rows, two at most)."""
+    statement = sql.strip().rstrip(";").rstrip()
+    if ";" not in statement:  # one statement (a ";" in a literal or comment: run as it is)
+        done = _through_cursor(con, statement, ends)
+        if done is None:
+            done = _dml_returning(con, statement, ends)
+        if done is not None:
+            return done
+    _limit(con, ends)
+    answer = con.run(sql)  # no rows to speak of: see the module's docstring
+    return con.row_count, con.columns, (answer or [])[:2]
+
+
+def _through_cursor(con, statement: str, ends: float):
+    """A query through a cursor: two rows fetched, the rest counted where they are. None when
+    `statement` is not a query."""
+    con.run("BEGIN")
+    try:
+        con.run("SET LOCAL cursor_tuple_fraction = 1")  # plan for all rows, as a plain run would
+        _limit(con, ends)
+        try:
+            con.run(f"DECLARE {CURSOR} NO SCROLL CURSOR FOR {statement}")
+        except Exception as exc:
+            if db.sqlstate(exc) in CANNOT_WRAP:
+                _rollback(con)
+                return None
+            raise
+        _limit(con, ends)
+        first = con.run(f"FETCH 2 FROM {CURSOR}") or []
+        columns = con.columns
+        moved = 0
+        if len(first) == 2:
+            _limit(con, ends)
+            con.run(f"MOVE FORWARD ALL IN {CURSOR}")
+            moved = max(0, con.row_count or 0)
+        con.run("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+    return len(first) + moved, columns, first
+
+
+def _dml_returning(con, statement: str, ends: float):
+    """INSERT, UPDATE or DELETE ... RETURNING: two of its rows and how many (run once, to
+    completion, as a data-modifying WITH always is). None when `statement` is not one."""
+    _limit(con, ends)
+    try:
+        answer = con.run(f"WITH {CURSOR} AS ({statement}\n) SELECT *, count(*) OVER () AS {TOTAL_COLUMN}"
+                         f" FROM {CURSOR} LIMIT 2")
+    except Exception as exc:
+        if db.sqlstate(exc) in CANNOT_WRAP:
+            return None
+        raise
+    columns = (con.columns or [])[:-1]
+    return (answer[0][-1] if answer else 0), columns, [row[:-1] for row in answer or []]
+
+
+def _limit(con, ends: float) -> None:
+    """What is left of the statement timeout, for the next step."""
+    con.run(f"SET statement_timeout = {max(1, int((ends - time.monotonic()) * 1000))}")
+
+
+def _rollback(con) -> None:
+    try:
+        con.run("ROLLBACK")
+    except Exception:  # noqa: BLE001 - the error that led here is the one to report
+        pass
 
 
 def _connect_with_retries(job: RefreshJob, deadline: float, timing):
