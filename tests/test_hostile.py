@@ -284,7 +284,7 @@ def test_a_hostile_answer_never_garbles_a_neighbour_on_the_same_connection(datab
     raw_site.answers["hostile"] = hostile
     raw_site.keep_open.add("hostile")
     for name in HEALTHY:
-        raw_site.answers[name] = answer(f"<p>{name}</p>".encode(), headers=[b"Connection: keep-alive"])
+        raw_site.answers[name] = answer(f"<p>{name}</p>".encode())
     jobs = [ScrapeJob("hostile", raw_site.url("hostile"), timeout=5)] + \
            [ScrapeJob(name, raw_site.url(name), timeout=30) for name in HEALTHY]
     by_name = {r.name: r for r in scrape.run(jobs, concurrency=1, per_host=1)}
