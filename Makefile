@@ -11,7 +11,7 @@ EVENT ?=
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: venv runtime test invoke-local carto-emulator report bench bench-storage bench-scrape migrate db-stop clean build template deploy-aws destroy-aws heroku-schedule
+.PHONY: venv runtime test invoke-local carto-emulator report bench bench-storage bench-scrape bench-scrape-memory bench-notify bench-refresh-memory bench-filters migrate db-stop clean build template deploy-aws destroy-aws heroku-schedule
 
 # What a run needs: the runtime requirements and, without a pg_ctl here, PostgreSQL in a wheel.
 $(VENV)/.runtime: requirements.txt
@@ -65,7 +65,17 @@ bench-storage: venv
 bench-scrape: venv
 	$(PY) -m bench.scrape_speed $(BENCH_ARGS)
 
-bench: bench-storage bench-lambda bench-scrape
+## Worst cases of issue 10, with peak RSS: large pages, notifications, refresh answers, filters.
+bench-scrape-memory: venv
+	$(PY) -m bench.scrape_memory
+bench-notify: venv
+	$(PY) -m bench.notify_speed
+bench-refresh-memory: venv
+	$(PY) -m bench.refresh_memory
+bench-filters: venv
+	$(PY) -m bench.filter_sandbox
+
+bench: bench-storage bench-lambda bench-scrape bench-scrape-memory bench-notify bench-refresh-memory bench-filters
 
 ## Stop the local PostgreSQL that invoke-local started (its data stays in .local/).
 db-stop: runtime
