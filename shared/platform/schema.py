@@ -5,7 +5,8 @@ history.py); this list is the order they were added in, which is the schema's ve
 migration goes at the end.
 
 Before a run writes anything, `ensure()` checks that it can: a schema newer than this code, a
-read-only database or a user without the privileges ends the run at once with one line and
+read-only database, a user without the privileges, or the seed article's own `scraps` table
+where our view goes (adopt it: shared/scrape/adopt.py) ends the run at once with one line and
 exit 2 (shared/platform/db.DatabaseRefused), before any page is fetched or CARTO is called.
 """
 
@@ -35,22 +36,34 @@ def migrate(con) -> int:
     did not bring up to date."""
     try:
         with transaction(con):
-            # One migrator at a time, even when two first runs start together.
-            con.run("SELECT pg_advisory_xact_lock(hashtext('scheduled-jobs migrations'))")
-            con.run("CREATE TABLE IF NOT EXISTS schema_migrations"
-                    " (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-            current = _newest(con)
-            if current > len(MIGRATIONS):
-                _refuse_newer(con)
-            for version, sql in enumerate(MIGRATIONS, 1):
-                if version > current:
-                    con.run(sql)
-                    con.run("INSERT INTO schema_migrations (version) VALUES (:v)", v=version)
+            migrate_within(con)
     except DatabaseRefused:
         raise
     except Exception as exc:
         raise classify(exc, "migrating the schema") from None
     return len(MIGRATIONS)
+
+
+def lock(con) -> None:
+    """One migrator (or adopter) at a time, even when two first runs start together; held until
+    the transaction ends."""
+    con.run("SELECT pg_advisory_xact_lock(hashtext('scheduled-jobs migrations'))")
+
+
+def migrate_within(con) -> None:
+    """migrate() inside the caller's transaction (adoption renames the seed's table first)."""
+    lock(con)
+    con.run("CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+    current = _newest(con)
+    if current > len(MIGRATIONS):
+        _refuse_newer(con)
+    if current == 0:  # migration 1 creates the view `scraps`: is the name taken?
+        _refuse_foreign_scraps(con)
+    for version, sql in enumerate(MIGRATIONS, 1):
+        if version > current:
+            con.run(sql)
+            con.run("INSERT INTO schema_migrations (version) VALUES (:v)", v=version)
 
 
 def ensure(con) -> None:
@@ -79,6 +92,24 @@ def ensure(con) -> None:
         lacking = ", ".join(f"{privilege} on {table}" for table, privilege in missing)
         raise DatabaseRefused(f"the database user lacks privileges a run needs ({lacking}): grant them,"
                               " or use the owner's DATABASE_URL")
+
+
+def _refuse_foreign_scraps(con) -> None:
+    """The seed article's readers have its `scraps` table (its SQL, verbatim) in the database they
+    point us at: say what is there and how to adopt it, rather than fail on `relation "scraps"
+    already exists`."""
+    shape = storage.scraps_shape(con)
+    if shape is None:
+        return
+    if shape.is_seed:
+        rows, times = storage.seed_counts(con)
+        raise DatabaseRefused(
+            f"the database holds the seed article's table scraps ({rows:,} rows, {times:,} check times) where this"
+            " project keeps its history: adopt it into a [[scrape]] job with `python -m functions.migrate"
+            f" --adopt-seed NAME` (the table is kept, renamed {storage.SEED_KEPT})")
+    raise DatabaseRefused(
+        f"the database has a {shape.kind} named scraps ({', '.join(shape.columns)}) that is not this project's:"
+        " rename it, or point DATABASE_URL at another database")
 
 
 def _newest(con) -> int:

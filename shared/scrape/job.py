@@ -7,6 +7,7 @@ from urllib.parse import unquote, urlsplit
 from shared import keys
 from shared.platform import log
 from shared.scrape import filters
+from shared.scrape.storage import MAX_KEEP_DAYS
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class ScrapeJob:
     ignore: tuple[str, ...] = ()  # regular expressions: remove matching text
     text: bool | None = None  # HTML -> text; default: on when a filter above is set
     whitespace: str = "ignore"  # "ignore": spacing and blank lines are not changes; "keep"
+    keep_days: int | None = None  # drop versions and check times older than this after each run
     # Keys every kind has (shared/keys.py): schedule, notifications, alerts.
     every: str | None = None  # "10m" (default), "1h", "1d"
     at: str | None = None
@@ -52,6 +54,10 @@ class ScrapeJob:
             keys.check_type(self, "text", bool)
         if self.whitespace not in filters.WHITESPACE_MODES:
             raise ValueError(f"key 'whitespace' must be one of {', '.join(filters.WHITESPACE_MODES)}, not {self.whitespace!r}")
+        if self.keep_days is not None:
+            keys.check_type(self, "keep_days", int)
+            if not 1 <= self.keep_days <= MAX_KEEP_DAYS:
+                raise ValueError(f"key 'keep_days' must be from 1 to {MAX_KEEP_DAYS} days, not {self.keep_days}")
         if not re.match(r"^https?://[^/\s]+", self.url):
             raise ValueError(f"url {self.url!r} must be an http:// or https:// address")
         if "\x00" in self.url:

@@ -74,7 +74,20 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
         notices = outbox.close()  # waits for the notifications, never past the deadline
     for name, notice in notices.items():
         results[name] = replace(results[name], notice="; ".join(n for n in (results[name].notice, notice) if n))
+    _prune(jobs, database_url)
     return [results[job.name] for job in jobs]
+
+
+def _prune(jobs: list[ScrapeJob], database_url: str | None) -> None:
+    """Apply the jobs' `keep_days` once their checks are written. Pruning never fails the run
+    nor changes a result: what it could not drop now, the next run drops."""
+    keep = [(job.name, job.keep_days) for job in jobs if job.keep_days]
+    if keep:
+        try:
+            with db.connection(database_url) as con:
+                storage.prune(con, keep)  # with a day's slack: cheap after every run
+        except Exception as exc:  # noqa: BLE001 - see above
+            logger.warning("pruning old history failed: %s", log.redact(str(exc)))
 
 
 def _fetch_and_write(todo, states, run_key, database_url, concurrency, per_host, deadline, results, outbox) -> None:

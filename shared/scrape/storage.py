@@ -313,3 +313,171 @@ DELETE FROM scrape_errors e USING (
 ) old
 WHERE e.target_id = old.target_id AND e.at = old.at AND old.newer >= CAST(:keep AS int)
 """
+
+
+# --- The seed article's table, found where our view belongs ------------------------------
+
+# What holds the name `scraps`: its kind ('r' table, 'p' partitioned, 'v' view, ...) and its
+# columns as "name type", in order. No row when nothing is called scraps.
+SCRAPS_SHAPE = """
+SELECT c.relkind::text, array_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.oid = to_regclass('scraps')
+GROUP BY c.relkind
+"""
+# The seed's columns (its CREATE TABLE: id serial, hash bytea, body text, seen_at timestamptz[]).
+SEED_COLUMNS = {"hash bytea", "body text", "seen_at timestamp with time zone[]"}
+SEED_KEPT = "scraps_seed"  # where adoption keeps the seed's table, renamed, untouched
+
+
+@dataclass(frozen=True)
+class ScrapsShape:
+    """What is called `scraps` before our schema exists."""
+    kind: str  # "table", "view", ...
+    columns: list[str]
+
+    @property
+    def is_seed(self) -> bool:
+        return self.kind == "table" and SEED_COLUMNS <= set(self.columns)
+
+
+def scraps_shape(con) -> ScrapsShape | None:
+    rows = con.run(SCRAPS_SHAPE)
+    if not rows:
+        return None
+    kinds = {"r": "table", "p": "table", "v": "view", "m": "materialized view", "f": "foreign table"}
+    return ScrapsShape(kinds.get(rows[0][0], "relation"), list(rows[0][1]))
+
+
+def seed_counts(con) -> tuple[int, int]:
+    """(rows, check times) of the seed's table, still called scraps."""
+    return tuple(con.run("SELECT count(*), coalesce(sum(cardinality(seen_at)), 0) FROM scraps")[0])
+
+
+# --- Pruning: keep N days of history per target --------------------------------------------
+
+@dataclass(frozen=True)
+class Pruned:
+    """What prune() dropped. Bytes are those of the values stored (bodies, check-time arrays
+    and error messages, as PostgreSQL keeps them: compressed when large); PostgreSQL reuses the
+    space after its autovacuum, and the database's files do not shrink."""
+    targets: int = 0  # targets that lost anything
+    versions: int = 0  # contents dropped
+    check_times: int = 0
+    errors: int = 0
+    rows: int = 0  # rows freed, all tables together
+    bytes: int = 0
+
+
+# A run prunes after its checks, so a content's check times are rewritten only once the oldest
+# is this far past the cut-off: the current content of a target checked every 10 minutes is
+# then rewritten once a day, not on every run. The command line prunes exactly (slack 0).
+RUN_SLACK_DAYS = 1
+MAX_KEEP_DAYS = 36500  # a hundred years: more is a typo
+
+
+def prune(con, names_and_days, slack_days: float = RUN_SLACK_DAYS) -> Pruned:
+    """Drop each named target's versions and check times older than its number of days, and its
+    failed checks older than that, in one transaction; the current version always stays, with at
+    least its last check time. `names_and_days`: [(target name, days)] or a dict; names without
+    history are ignored. A version last seen before the cut-off is dropped; the others' check
+    times are rewritten without the old ones once the oldest is `slack_days` past the cut-off."""
+    pairs = sorted(dict(names_and_days).items())
+    for name, days in pairs:
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_KEEP_DAYS:
+            raise ValueError(f"{name}: days to keep must be a whole number from 1 to {MAX_KEEP_DAYS}, not {days!r}")
+    if not pairs:
+        return Pruned()
+    with transaction(con):
+        cut = con.run(PRUNE_TARGETS, names=[n for n, _ in pairs], days=[d for _, d in pairs],
+                      slack=float(slack_days))
+        if not cut:
+            return Pruned()
+        columns = dict(zip(("ids", "currents", "cutoffs", "rewrite"), map(list, zip(*cut))))
+        versions, version_bytes, segments, times, segment_bytes, hit1 = con.run(PRUNE_VERSIONS, **columns)[0]
+        old_rows, old_times, old_bytes, new_rows, new_times, new_bytes, hit2 = con.run(
+            PRUNE_TIMES, **columns, segment_size=SEGMENT_SIZE)[0]
+        errors, error_bytes, hit3 = con.run(PRUNE_ERRORS, ids=columns["ids"], cutoffs=columns["cutoffs"])[0]
+    return Pruned(len(set(hit1) | set(hit2) | set(hit3)), versions, times + old_times - new_times, errors,
+                  versions + segments + old_rows - new_rows + errors,
+                  version_bytes + segment_bytes + old_bytes - new_bytes + error_bytes)
+
+
+# The targets to prune, locked in name order as LOCK_TARGETS locks them (a run and a prune of
+# one target take turns, and never deadlock), each with its current content, its cut-off and
+# the time before which its check times get rewritten (the cut-off less the slack).
+PRUNE_TARGETS = """
+SELECT t.id, t.last_content_id, now() - make_interval(days => i.days),
+       now() - make_interval(days => i.days) - make_interval(secs => CAST(:slack AS float8) * 86400)
+FROM unnest(CAST(:names AS text[]), CAST(:days AS int[])) AS i(name, days)
+JOIN (SELECT id, name, last_content_id FROM scrape_targets ORDER BY name FOR UPDATE) t ON t.name = i.name
+"""
+
+# The prune's input, one row per target, for the statements below.
+_CUT = """
+    SELECT * FROM unnest(CAST(:ids AS int[]), CAST(:currents AS int[]), CAST(:cutoffs AS timestamptz[]),
+                         CAST(:rewrite AS timestamptz[])) AS i(target_id, current, cutoff, rewrite_before)
+"""
+
+# Drop the versions last seen before the cut-off (never the current one) with their check
+# times. Returns: versions, their bytes, segments, check times, the segments' bytes, targets hit.
+PRUNE_VERSIONS = f"""
+WITH cut AS ({_CUT}), old AS (
+    SELECT c.id, c.target_id FROM scrape_contents c JOIN cut USING (target_id)
+    WHERE c.id IS DISTINCT FROM cut.current AND c.last_seen < cut.cutoff
+), seen AS (
+    DELETE FROM scrape_seen s USING old WHERE s.content_id = old.id
+    RETURNING cardinality(s.seen_at) AS n, pg_column_size(s.seen_at) AS bytes
+), contents AS (
+    DELETE FROM scrape_contents c USING old WHERE c.id = old.id
+    RETURNING c.target_id, pg_column_size(c.body) AS bytes
+)
+SELECT (SELECT count(*) FROM contents), (SELECT coalesce(sum(bytes), 0) FROM contents),
+       (SELECT count(*) FROM seen), (SELECT coalesce(sum(n), 0) FROM seen), (SELECT coalesce(sum(bytes), 0) FROM seen),
+       ARRAY(SELECT DISTINCT target_id FROM contents)
+"""
+
+# Rewrite the check times of the contents whose oldest is before `rewrite_before`: their
+# segments are replaced by new ones holding the times since the cut-off (the current content
+# keeps at least its last), numbered from 0 and full but the last, as RECORD_CHECKS expects
+# (it appends to segment (checks - 1) / segment_size), and `checks` and `first_seen` follow.
+# The window function reads every deleted segment before the first insert.
+PRUNE_TIMES = f"""
+WITH cut AS ({_CUT}), redo AS (
+    SELECT c.id, c.target_id, c.last_seen, cut.cutoff, c.id = cut.current AS current
+    FROM scrape_contents c JOIN cut USING (target_id)
+    WHERE c.first_seen < cut.rewrite_before AND c.first_seen < c.last_seen  -- else nothing to drop
+), old AS (
+    DELETE FROM scrape_seen s USING redo WHERE s.content_id = redo.id
+    RETURNING s.content_id, s.seen_at
+), kept AS (
+    SELECT old.content_id, ts, row_number() OVER (PARTITION BY old.content_id ORDER BY ts) AS k
+    FROM old JOIN redo ON redo.id = old.content_id, unnest(old.seen_at) AS ts
+    WHERE ts >= redo.cutoff OR redo.current AND ts = redo.last_seen
+), new AS (
+    INSERT INTO scrape_seen (content_id, segment, seen_at)
+    SELECT content_id, (k - 1) / CAST(:segment_size AS int), array_agg(ts ORDER BY ts)
+    FROM kept GROUP BY content_id, (k - 1) / CAST(:segment_size AS int)
+    RETURNING content_id, cardinality(seen_at) AS n, pg_column_size(seen_at) AS bytes
+), contents AS (
+    UPDATE scrape_contents c SET checks = k.n, first_seen = k.first
+    FROM (SELECT content_id, count(*) AS n, min(ts) AS first FROM kept GROUP BY content_id) k
+    WHERE c.id = k.content_id AND c.checks <> k.n
+    RETURNING c.target_id
+)
+SELECT (SELECT count(*) FROM old), (SELECT coalesce(sum(cardinality(seen_at)), 0) FROM old),
+       (SELECT coalesce(sum(pg_column_size(seen_at)), 0) FROM old),
+       (SELECT count(*) FROM new), (SELECT coalesce(sum(n), 0) FROM new), (SELECT coalesce(sum(bytes), 0) FROM new),
+       ARRAY(SELECT DISTINCT target_id FROM contents)
+"""
+
+# Drop failed checks from before the cut-off. Returns: errors, their bytes, targets hit.
+PRUNE_ERRORS = """
+WITH gone AS (
+    DELETE FROM scrape_errors e
+    USING unnest(CAST(:ids AS int[]), CAST(:cutoffs AS timestamptz[])) AS cut(target_id, cutoff)
+    WHERE e.target_id = cut.target_id AND e.at < cut.cutoff
+    RETURNING e.target_id, pg_column_size(e.error) AS bytes
+)
+SELECT count(*), coalesce(sum(bytes), 0), ARRAY(SELECT DISTINCT target_id FROM gone) FROM gone
+"""

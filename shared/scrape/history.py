@@ -1,0 +1,380 @@
+"""Looking at the history: `python -m functions.history list | show | diff | test | delete | prune`.
+
+A target's versions are its distinct contents, numbered from 1 in the order they were first
+seen (after a prune, from the oldest kept). All SQL of these tools is here (prune's is in
+storage.py, where a run calls it), all of it read-only but DELETE_* and prune.
+"""
+
+import difflib
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared import config
+from shared.errors import ConfigError, WorkFailed
+from shared.platform import db, log, schema
+from shared.platform.db import transaction
+from shared.scrape import fetch, filters, storage
+from shared.scrape.job import ScrapeJob
+
+CONTEXT_LINES = 3  # diff context, as diff -u
+
+
+def scrape_job(name: str) -> ScrapeJob:
+    """The [[scrape]] job `name` of the jobs file, built (its ${VAR}s read); ConfigError if there
+    is none, naming the jobs there."""
+    from shared.kinds import KINDS
+
+    entries, source = config.kind_entries(KINDS["scrape"])
+    if not entries:
+        raise ConfigError(f"{source}: no [[scrape]] job (looking for {name!r})")
+    return config.build(config.select(entries, [name], "scrape", source)[0])
+
+
+def run(command: str, options: dict) -> int:
+    """One subcommand, printed to stdout; its exit code. Bad input raises ConfigError (exit 2)."""
+    if command == "test":
+        text, code = test(scrape_job(options["name"]))
+        print(log.redact(text), end="")
+        return code
+    if command == "prune" and not 1 <= options["keep_days"] <= storage.MAX_KEEP_DAYS:
+        raise ConfigError(f"--keep-days must be from 1 to {storage.MAX_KEEP_DAYS}, not {options['keep_days']}")
+    with db.connection() as con:
+        schema.ensure(con)
+        if command == "list":
+            text = list_text(con)
+        elif command == "show":
+            text = show_text(con, options["name"], options.get("version"))
+        elif command == "diff":
+            text = diff_text(con, options["name"], options.get("a"), options.get("b"))
+        elif command == "delete":
+            text = delete(con, options["name"], options["yes"], options.get("kind"))
+        elif command == "prune":
+            text = prune(con, options["keep_days"], options.get("job"))
+        else:
+            raise ConfigError(f"unknown command {command!r}")
+    print(log.redact(text), end="")
+    return 0
+
+
+# --- list ---------------------------------------------------------------------------------
+
+# Per target: checks, changes, versions, first and last check, error streak, stored bytes
+# (bodies, check-time arrays and error messages as stored). Changes are checks whose content
+# differs from the check before. When a target's versions follow one another in time (each
+# first seen after every earlier one was last seen), that is its versions less one, read from
+# scrape_contents alone; only targets whose versions interleave (a page flipping between two
+# contents) have their check times read one by one.
+LIST_TARGETS = """
+WITH c AS (
+    SELECT target_id, id, first_seen, last_seen, checks, pg_column_size(body) AS bytes,
+           max(last_seen) OVER (PARTITION BY target_id ORDER BY first_seen, id
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+    FROM scrape_contents
+), per AS (
+    SELECT target_id, count(*) AS versions, sum(checks) AS checks, min(first_seen) AS first,
+           sum(bytes) AS bytes, bool_and(before IS NULL OR before < first_seen) AS in_turn
+    FROM c GROUP BY target_id
+), interleaved AS (
+    SELECT target_id, count(*) FILTER (WHERE previous <> content_id) AS changes
+    FROM (SELECT c.target_id, c.id AS content_id, lag(c.id) OVER (PARTITION BY c.target_id ORDER BY ts, c.id) AS previous
+          FROM per JOIN scrape_contents c USING (target_id) JOIN scrape_seen s ON s.content_id = c.id,
+               unnest(s.seen_at) AS ts
+          WHERE NOT per.in_turn) AS checks
+    GROUP BY target_id
+), seen AS (
+    SELECT c.target_id, sum(pg_column_size(s.seen_at)) AS bytes
+    FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id GROUP BY c.target_id
+), errors AS (
+    SELECT target_id, min(at) AS first, sum(pg_column_size(error)) AS bytes FROM scrape_errors GROUP BY target_id
+)
+SELECT t.name, coalesce(per.checks, 0), CASE WHEN per.in_turn THEN per.versions - 1 ELSE interleaved.changes END,
+       least(per.first, errors.first), greatest(t.last_ok_at, t.last_error_at), t.error_streak,
+       coalesce(per.bytes, 0) + coalesce(seen.bytes, 0) + coalesce(errors.bytes, 0)
+FROM scrape_targets t LEFT JOIN per ON per.target_id = t.id LEFT JOIN interleaved ON interleaved.target_id = t.id
+     LEFT JOIN seen ON seen.target_id = t.id LEFT JOIN errors ON errors.target_id = t.id
+ORDER BY t.name
+"""
+
+# Per refresh job (shared/refresh/history.py's tables): runs, first and last, failure streak,
+# stored bytes.
+LIST_REFRESH = """
+SELECT j.name, count(r.id), min(r.started_at), max(r.started_at), j.error_streak, coalesce(sum(pg_column_size(r.*)), 0)
+FROM refresh_jobs j LEFT JOIN refresh_runs r ON r.job_id = j.id
+GROUP BY j.id ORDER BY j.name
+"""
+
+
+def list_text(con) -> str:
+    rows = [("kind", "name", "checks", "changes", "first check (UTC)", "last check (UTC)", "failing", "stored")]
+    total = 0
+    for name, checks, changes, first, last, streak, size in con.run(LIST_TARGETS):
+        rows.append(("scrape", name, f"{checks:,}", f"{changes or 0:,}", _minute(first), _minute(last),
+                     f"{streak:,}", _size(size)))
+        total += size
+    for name, runs, first, last, streak, size in con.run(LIST_REFRESH):
+        rows.append(("refresh", name, f"{runs:,}", "-", _minute(first), _minute(last), f"{streak:,}", _size(size)))
+        total += size
+    if len(rows) == 1:
+        return "no history yet\n"
+    return _table(rows, right={2, 3, 6, 7}) + f"{_count(len(rows) - 1, 'job')}, {_size(total)} stored\n"
+
+
+# --- show, diff ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Version:
+    number: int
+    content_id: int
+    first: datetime
+    last: datetime
+    checks: int
+    bytes: int  # stored (compressed when large)
+    chars: int
+    current: bool
+
+    def span(self) -> str:
+        return f"first seen {_second(self.first)}, last seen {_second(self.last)} UTC, {_count(self.checks, 'check')}"
+
+
+# A target's versions, oldest first, and its row's facts.
+TARGET = """
+SELECT id, url, last_content_id, error_streak, last_error, last_error_at FROM scrape_targets WHERE name = :name
+"""
+VERSIONS = """
+SELECT row_number() OVER (ORDER BY first_seen, id), id, first_seen, last_seen, checks, pg_column_size(body),
+       length(body), id = :current
+FROM scrape_contents WHERE target_id = :target ORDER BY first_seen, id
+"""
+BODY = "SELECT body FROM scrape_contents WHERE id = :id"
+
+
+def _target(con, name: str) -> tuple[tuple, list[Version]]:
+    rows = con.run(TARGET, name=name)
+    if not rows:
+        known = [row[0] for row in con.run("SELECT name FROM scrape_targets ORDER BY name LIMIT 11")]
+        listed = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "")
+        raise ConfigError(f"no target named {name!r} in the history (known: {listed or 'none'})")
+    target = tuple(rows[0])
+    return target, [Version(*row) for row in con.run(VERSIONS, target=target[0], current=target[2])]
+
+
+def show_text(con, name: str, number: int | None = None) -> str:
+    """The versions, newest first; with `number`, that version's body as stored."""
+    (_, url, _, streak, error, error_at), versions = _target(con, name)
+    if number is not None:
+        version = _pick(name, versions, number)
+        return con.run(BODY, id=version.content_id)[0][0] + "\n"
+    lines = [f"{name}: {url}"]
+    if versions:
+        checks = sum(v.checks for v in versions)
+        lines.append(f"{_count(len(versions), 'version')}, {_count(checks, 'check')}, from {_second(versions[0].first)}"
+                     f" to {_second(max(v.last for v in versions))} UTC")
+    else:
+        lines.append("no version stored")
+    if streak:
+        lines.append(f"failing: {_count(streak, 'failed check')} in a row, the last at {_second(error_at)} UTC: {error}")
+    rows = [("version", "first seen (UTC)", "last seen (UTC)", "checks", "size", "")]
+    for v in reversed(versions):
+        rows.append((str(v.number), _second(v.first), _second(v.last), f"{v.checks:,}", _size(v.bytes),
+                     "current" if v.current else ""))
+    return "\n".join(lines) + "\n" + (_table(rows, right={0, 3, 4}) if versions else "")
+
+
+def diff_text(con, name: str, a: int | None = None, b: int | None = None) -> str:
+    """The unified diff from version `a` to version `b`; by default from the version before the
+    current one to the current one (the last change), or from `a` to the current one."""
+    _, versions = _target(con, name)
+    if len(versions) < 2:
+        raise ConfigError(f"{name} has {_count(len(versions), 'version')}: nothing to diff")
+    current = next((v for v in versions if v.current), versions[-1])
+    if a is None:
+        before = max((v for v in versions if v is not current), key=lambda v: (v.last, v.number))
+        after = current
+    else:
+        before = _pick(name, versions, a)
+        after = _pick(name, versions, b) if b is not None else current
+    if before is after:
+        raise ConfigError(f"version {before.number} compared with itself: give two versions")
+    old, new = (con.run(BODY, id=v.content_id)[0][0] for v in (before, after))
+    header = [f"--- {name} version {before.number} ({before.span()})",
+              f"+++ {name} version {after.number} ({after.span()})"]
+    return "\n".join(header + unified(old, new)) + "\n"
+
+
+def _pick(name: str, versions: list[Version], number: int) -> Version:
+    if not versions:
+        raise ConfigError(f"{name} has no version stored")
+    if not 1 <= number <= len(versions):
+        raise ConfigError(f"{name} has versions 1 to {len(versions)}, not {number}")
+    return versions[number - 1]
+
+
+def unified(before: str, after: str, context: int = CONTEXT_LINES) -> list[str]:
+    """difflib's unified diff lines (without its ---/+++ header) of two texts. Lines the two
+    share at the top and bottom are set aside first, beyond the context: difflib's cost grows
+    with the square of the lines it compares, and pages differ in a few places."""
+    old, new = before.splitlines(), after.splitlines()
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < min(len(old), len(new)) - start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    skip = max(0, start - context)
+    old, new = old[skip:len(old) - max(0, end - context)], new[skip:len(new) - max(0, end - context)]
+    lines = list(difflib.unified_diff(old, new, n=context, lineterm=""))[2:]
+    return [_shift(line, skip) for line in lines]
+
+
+def _shift(line: str, offset: int) -> str:
+    """A hunk header counted from the top of the whole text."""
+    if not offset or not line.startswith("@@ "):
+        return line
+    old, new = line[3:line.index(" @@")].split(" ")
+
+    def moved(part: str) -> str:
+        start, _, count = part[1:].partition(",")
+        return f"{part[0]}{int(start) + offset}" + (f",{count}" if count else "")
+
+    return f"@@ {moved(old)} {moved(new)} @@"
+
+
+# --- test ---------------------------------------------------------------------------------
+
+def test(job: ScrapeJob) -> tuple[str, int]:
+    """Fetch the page now and apply the job's filters, as a run does (filters in a worker it can
+    stop, within the job's timeout); what would be stored and its diff against the current
+    version. Stores nothing, notifies nobody. Without $DATABASE_URL there is nothing to diff."""
+    from shared.scrape.sandbox import Sandbox  # worker processes: only this command needs them
+
+    started = time.monotonic()
+    http = fetch.new_pool(hosts=1, per_host=1)
+    try:
+        page = fetch.fetch(http, job.url, total_timeout=job.timeout,
+                           connect_timeout=min(fetch.CONNECT_TIMEOUT, job.timeout))
+        with Sandbox(size=1) as sandbox:
+            body = sandbox.apply(job, page.text, seconds=job.timeout - (time.monotonic() - started))
+    except (fetch.FetchError, filters.FilterError) as exc:
+        raise WorkFailed(f"{job.name}: {job.url}: {exc}") from None
+    finally:
+        http.clear()
+    body = db.storable(log.redact(body))
+    chosen = filters.settings(job)
+    how = ("filters: " + ", ".join(k for k in ("drop", "select", "ignore") if k in chosen)
+           + (", HTML -> text" if chosen["text"] else ", HTML kept") if chosen else "no filters: the page as fetched")
+    lines = [f"{job.name}: {job.url}: {len(body):,} characters would be stored ({how})", "", body, ""]
+    if not os.environ.get("DATABASE_URL"):
+        return "\n".join(lines + ["(no DATABASE_URL: nothing to compare with)"]) + "\n", 0
+    with db.connection() as con:
+        schema.ensure(con)
+        rows = con.run(TARGET, name=job.name)
+        versions = [Version(*r) for r in con.run(VERSIONS, target=rows[0][0], current=rows[0][2])] if rows else []
+        current = next((v for v in versions if v.current), None)
+        if current is None:
+            return "\n".join(lines + [f"{job.name} has no stored version: the check would be new"]) + "\n", 0
+        stored, fingerprint = con.run(
+            "SELECT c.body, t.filters FROM scrape_contents c JOIN scrape_targets t ON t.id = c.target_id"
+            " WHERE c.id = :id", id=current.content_id)[0]
+    if stored == body:
+        return "\n".join(lines + [f"unchanged: the same as version {current.number}, the current one"]) + "\n", 0
+    note = "" if fingerprint == filters.fingerprint(job) else \
+        " (the current version was made with other filters: the change would not be notified)"
+    diff = [f"--- {job.name} version {current.number} (current; {current.span()})",
+            f"+++ {job.name} now"] + unified(stored, body)
+    return "\n".join(lines + [f"changed against version {current.number}{note}:"] + diff) + "\n", 0
+
+
+# --- delete, prune --------------------------------------------------------------------------
+
+# What deleting a target frees: versions, check times, failed checks, stored bytes.
+TARGET_SIZE = """
+SELECT (SELECT count(*) FROM scrape_contents WHERE target_id = :id),
+       (SELECT coalesce(sum(checks), 0) FROM scrape_contents WHERE target_id = :id),
+       (SELECT count(*) FROM scrape_errors WHERE target_id = :id),
+       (SELECT coalesce(sum(pg_column_size(body)), 0) FROM scrape_contents WHERE target_id = :id)
+     + (SELECT coalesce(sum(pg_column_size(s.seen_at)), 0)
+        FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id WHERE c.target_id = :id)
+     + (SELECT coalesce(sum(pg_column_size(error)), 0) FROM scrape_errors WHERE target_id = :id)
+"""
+REFRESH_SIZE = """
+SELECT j.id, count(r.id), coalesce(sum(pg_column_size(r.*)), 0)
+FROM refresh_jobs j LEFT JOIN refresh_runs r ON r.job_id = j.id WHERE j.name = :name GROUP BY j.id
+"""
+# The target's row, locked as a run locks it; its contents, check times and errors go with it.
+DELETE_TARGET = "DELETE FROM scrape_targets WHERE id = (SELECT id FROM scrape_targets WHERE name = :name FOR UPDATE)"
+DELETE_REFRESH = "DELETE FROM refresh_jobs WHERE name = :name"
+
+
+def delete(con, name: str, yes: bool, kind: str | None = None) -> str:
+    """Delete a scrape target's (or a refresh job's) whole history, in one transaction."""
+    with transaction(con):
+        target = con.run("SELECT id FROM scrape_targets WHERE name = :name", name=name) if kind != "refresh" else []
+        refresh = con.run(REFRESH_SIZE, name=name) if kind != "scrape" else []
+        if target and refresh:
+            raise ConfigError(f"{name} is a scrape target and a refresh job: say which with --kind scrape or --kind refresh")
+        if target:
+            versions, times, errors, size = con.run(TARGET_SIZE, id=target[0][0])[0]
+            what = (f"{_count(versions, 'version')}, {_count(times, 'check time')}, {_count(errors, 'failed check')},"
+                    f" {_size(size)}")
+            if not yes:
+                raise ConfigError(f"delete {name} drops its whole history ({what}): add --yes")
+            con.run(DELETE_TARGET, name=name)
+            return (f"deleted {name}: {what}; a job of that name in the jobs file starts a new history"
+                    " at its next check\n")
+        if refresh:
+            _, runs, size = refresh[0]
+            what = f"{_count(runs, 'run')}, {_size(size)}"
+            if not yes:
+                raise ConfigError(f"delete {name} drops the refresh job's whole history ({what}): add --yes")
+            con.run(DELETE_REFRESH, name=name)
+            return f"deleted refresh job {name}: {what}\n"
+    kinds = {"scrape": "no scrape target", "refresh": "no refresh job"}.get(kind, "no scrape target or refresh job")
+    raise ConfigError(f"{kinds} named {name!r} in the history")
+
+
+def prune(con, days: int, names: list[str] | None = None) -> str:
+    """storage.prune with the same number of days for the named targets (default: all), exactly."""
+    known = [row[0] for row in con.run("SELECT name FROM scrape_targets ORDER BY name")]
+    if names:
+        missing = [n for n in dict.fromkeys(names) if n not in known]
+        if missing:
+            raise ConfigError(f"no target named {', '.join(map(repr, missing))} in the history")
+    chosen = list(dict.fromkeys(names)) if names else known
+    pruned = storage.prune(con, [(name, days) for name in chosen], slack_days=0)
+    return (f"pruned {pruned.targets} of {_count(len(chosen), 'target')} to their last {_count(days, 'day')}:"
+            f" {_count(pruned.versions, 'version')}, {_count(pruned.check_times, 'check time')} and"
+            f" {_count(pruned.errors, 'failed check')} dropped; {_count(pruned.rows, 'row')} and {_size(pruned.bytes)}"
+            " freed\n")
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+def _minute(when: datetime | None) -> str:
+    return f"{when:%Y-%m-%d %H:%M}" if when else "-"
+
+
+def _second(when: datetime | None) -> str:
+    return f"{when:%Y-%m-%d %H:%M:%S}" if when else "-"
+
+
+def _count(n: int, word: str) -> str:
+    """'1 check', '2,282 checks'."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _size(size: int) -> str:
+    size = int(size)
+    for unit, scale in (("GB", 10 ** 9), ("MB", 10 ** 6), ("kB", 10 ** 3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+def _table(rows: list[tuple], right: set[int]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             .rstrip() for row in rows]
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,380 @@
+"""urlwatch's jobs and cache, read for adoption: `python -m functions.migrate --adopt-urlwatch`.
+
+urlwatch (2.x) keeps its jobs in urls.yaml, one YAML document per job, and its history in a
+SQLite cache written by minidb: a table `CacheEntry` (id, guid, timestamp, data, tries, etag),
+one row per snapshot saved, where guid is the sha1 of the job's location (`user_visible_url`,
+else `url`) and timestamp is seconds since the epoch. It saves a row when a page is new or
+changed (not when it is unchanged), and when a check fails: then with the old data and
+tries > 0, which is not a snapshot of the page and is skipped here.
+
+A URL job becomes a [[scrape]] job: its name (made name-safe), its url, and the filters that
+map: `css` -> select (its `exclude` -> drop), `html2text` -> text = true, `re.sub` without a
+replacement -> ignore, `strip` (our default whitespace = "ignore" strips too); `max_tries` ->
+alert_after, `timeout` -> timeout, `ignore_cached` -> conditional = false. Everything else is
+listed as not mapped, by key (values may be secrets: headers, cookies, data). Our filters run in
+a fixed order (drop, select, HTML -> text, ignore, whitespace), and a chain in another order is
+mapped with a note. Shell and browser jobs are listed and skipped.
+"""
+
+import hashlib
+import json
+import re
+import sqlite3
+import tomllib
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+
+from shared.errors import ConfigError
+from shared.platform import log
+from shared.scrape import filters
+
+URL_KEYS_MAPPED = {"url", "name", "filter", "max_tries", "timeout", "ignore_cached", "kind"}
+NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass
+class Mapped:
+    """One urlwatch job, as a [[scrape]] table (None when it cannot be one) and notes."""
+    location: str  # what urlwatch's guid hashes
+    table: dict | None
+    notes: list[str] = field(default_factory=list)  # what did not map, and how it differs
+    url: str = ""  # as urlwatch has it (the table's may name a ${VAR} instead of a password)
+
+    @property
+    def guid(self) -> str:
+        return hashlib.sha1(self.location.encode("utf-8")).hexdigest()
+
+    @property
+    def name(self) -> str | None:
+        return self.table["name"] if self.table else None
+
+
+def read_jobs(path: Path) -> list[dict]:
+    """The job documents of a urls.yaml (yaml.safe_load_all)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    for index, doc in enumerate(docs, 1):
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{path}: job #{index} is not a mapping of keys (urlwatch's urls.yaml has one per document)")
+    return docs
+
+
+def map_jobs(docs: list[dict], taken: dict[str, str] | None = None) -> list[Mapped]:
+    """Map every job; names are made unique, also against `taken` (name -> url of the jobs
+    already in our jobs file: a job of the same name and url is the same job)."""
+    taken = dict(taken or {})
+    mapped = []
+    for index, doc in enumerate(docs, 1):
+        job = map_job(doc, index)
+        if job.table is not None:
+            name = job.table["name"] = _unique(job.table["name"], job.table["url"], taken)
+            job.notes = [f"{name}: {note}" for note in job.notes]
+            password = _password(job.url)
+            if password:  # never written into the file: a ${VAR} instead, as for any secret
+                log.add_secret(password)
+                slug = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper()
+                variable = f"{slug}_PASSWORD" if slug[:1].isalpha() else f"JOB_{slug}_PASSWORD"
+                job.table["url"] = _with_password(job.url, "${" + variable + "}")
+                job.notes.append(f"{name}: the URL's password is written as ${{{variable}}}: set that variable")
+            taken[name] = job.table["url"]
+        mapped.append(job)
+    return mapped
+
+
+def map_job(doc: dict, index: int = 1) -> Mapped:
+    label = f"job #{index}" + (f" ({doc['name']!r})" if isinstance(doc.get("name"), str) else "")
+    kind = doc.get("kind") or ("url" if "url" in doc else "shell" if "command" in doc else
+                               "browser" if "navigate" in doc else None)
+    if kind != "url" or not isinstance(doc.get("url"), str):
+        what = {"shell": "a shell command", "browser": "a browser job"}.get(kind, "not a URL job")
+        return Mapped(str(doc.get("command") or doc.get("navigate") or doc.get("url") or ""), None,
+                      [f"{label}: {what}: not written, its history not imported"])
+    url = doc["url"]
+    location = doc.get("user_visible_url") or url
+    table = {"name": _name(doc.get("name"), url), "url": url}
+    notes = []
+    if not re.match(r"^https?://[^/\s]+", url):
+        return Mapped(location, None, [f"{label}: {_scheme(url)} URL: only http(s) pages are checked here;"
+                                       " not written, its history not imported"])
+    notes += _map_filters(doc.get("filter"), table)
+    if isinstance(doc.get("max_tries"), int) and not isinstance(doc["max_tries"], bool) \
+            and 1 <= doc["max_tries"] <= 10000:
+        table["alert_after"] = doc["max_tries"]
+    elif "max_tries" in doc:
+        notes.append("max_tries: not a whole number from 1 to 10000")
+    timeout = doc.get("timeout")
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 < timeout <= 300:
+        table["timeout"] = timeout
+    elif timeout is not None:
+        notes.append(f"timeout {timeout!r}: ours is from 0 to 300 seconds (default 30)")
+    if doc.get("ignore_cached") is True:
+        table["conditional"] = False
+    for key in doc:
+        if key not in URL_KEYS_MAPPED and key != "user_visible_url":
+            notes.append(f"{key}: not mapped")
+    if "user_visible_url" in doc:
+        notes.append("user_visible_url: not mapped (its history is found by it)")
+    return Mapped(location, table, notes, url)
+
+
+def _map_filters(spec, table: dict) -> list[str]:
+    """Fill select/drop/ignore/text from urlwatch's filter chain; the notes for what did not map."""
+    if spec is None:
+        return []
+    try:
+        chain = list(_chain(spec))
+    except ValueError as exc:
+        return [f"filter: {exc}: not mapped"]
+    notes, steps = [], []
+    select, drop, ignore, as_text = [], [], [], False
+    for kind, sub in chain:
+        shown = kind if not sub else f"{kind} {json.dumps(sub, ensure_ascii=False)}"
+        if kind == "css" and isinstance(sub, dict) and set(sub) <= {"selector", "exclude"} and sub.get("selector"):
+            if select:
+                notes.append(f"filter {shown}: a second css filter (nested selection): not mapped")
+                continue
+            for key, into in (("selector", select), ("exclude", drop)):
+                if key in sub:
+                    try:
+                        filters.check_selector(sub[key])
+                    except ValueError as exc:
+                        notes.append(f"filter {shown}: {exc}: not mapped")
+                        break
+                    into.append(sub[key])
+            steps.append("html")
+        elif kind == "html2text":
+            as_text = True
+            steps.append("text")
+            if sub.get("method", "re") != "re" or set(sub) - {"method"}:
+                notes.append(f"filter {shown}: mapped to text = true (our own HTML -> text; options not mapped)")
+        elif kind == "re.sub" and isinstance(sub, dict) and sub.get("pattern") and not sub.get("repl"):
+            try:
+                filters.check_pattern(sub["pattern"])
+            except ValueError as exc:
+                notes.append(f"filter {shown}: {exc}: not mapped")
+                continue
+            ignore.append(sub["pattern"])
+            steps.append("ignore")
+        elif kind == "strip" and not sub:
+            steps.append("strip")  # whitespace = "ignore" (the default once a filter is set) strips
+        else:
+            notes.append(f"filter {shown}: not mapped")
+    order = [s for s in steps if s != "strip"]
+    if order != sorted(order, key=["html", "text", "ignore"].index):
+        notes.append("filter: urlwatch ran these in another order; here they run as drop, select,"
+                     " HTML -> text, ignore, whitespace")
+    if "ignore" in order and "text" in order and order.index("ignore") < order.index("text"):
+        notes.append("filter re.sub: urlwatch applied it to the HTML; here `ignore` applies to the text")
+    if select:
+        table["select"] = select
+    if drop:
+        table["drop"] = drop
+    if ignore:
+        table["ignore"] = ignore
+    if select or drop or ignore or as_text:
+        table["text"] = as_text  # said either way: our default turns text on once a filter is set
+    return notes
+
+
+def _chain(spec):
+    """urlwatch's filter spec as (kind, subfilter) pairs: a list of names or {name: subfilter},
+    or the legacy string "css:#x,html2text". A subfilter given as a plain value is the filter's
+    default one (css: selector, re.sub: pattern, html2text: method)."""
+    if isinstance(spec, str):
+        spec = [dict([item.split(":", 1)]) if ":" in item else item for item in spec.split(",")]
+    if not isinstance(spec, list):
+        raise ValueError("not a list of filters")
+    defaults = {"css": "selector", "xpath": "path", "re.sub": "pattern", "re.findall": "pattern",
+                "html2text": "method", "grep": "re", "grepi": "re"}
+    for item in spec:
+        if isinstance(item, str):
+            yield item.strip(), {}
+        elif isinstance(item, dict) and len(item) == 1:
+            kind, sub = next(iter(item.items()))
+            kind = str(kind).strip()
+            if sub is None:
+                yield kind, {}
+            elif isinstance(sub, dict):
+                yield kind, sub
+            elif kind in defaults:
+                yield kind, {defaults[kind]: sub}
+            else:
+                yield kind, {"": sub}
+        else:
+            raise ValueError(f"filter {item!r} is neither a name nor one name: settings")
+
+
+def _name(name, url: str) -> str:
+    """A job name of ours (letters, digits, _ . -, up to 100) from urlwatch's name, else the URL."""
+    if isinstance(name, str):
+        ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()  # Ä -> A
+        safe = NAME_UNSAFE.sub("-", ascii_name).strip("-._")[:100].rstrip("-._")
+        if safe:
+            return safe
+    from shared.scrape.run import adhoc_table  # how an ad-hoc --url is named
+
+    return adhoc_table(url.split("#")[0], None)["name"]
+
+
+def _unique(name: str, url: str, taken: dict[str, str]) -> str:
+    """`name`, or `name-2`, ...: the first not taken by another URL (a password, or the ${VAR}
+    written instead of it, does not make a URL another)."""
+    for candidate in [name] + [f"{name[:94]}-{n}" for n in range(2, 10000)]:
+        if candidate not in taken or _bare(taken[candidate]) == _bare(url):
+            return candidate
+    raise ConfigError(f"no free job name like {name!r}")
+
+
+def _bare(url) -> str:
+    return _with_password(url, "") if isinstance(url, str) and _password(url) else str(url)
+
+
+def _scheme(url: str) -> str:
+    return (url.split(":", 1)[0] if ":" in url else "relative") + ":"
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+
+# --- the cache --------------------------------------------------------------------------
+
+def read_cache(path: Path) -> dict[str, list[tuple[datetime, str]]]:
+    """guid -> [(time, data)], oldest first: every snapshot of urlwatch's minidb cache (rows of
+    failed checks, tries > 0, are not snapshots). Opened read-only: the file is never changed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file (urlwatch's cache is ~/.cache/urlwatch/cache.db by default)")
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"{path}: cannot open it as SQLite: {exc}") from None
+    try:
+        rows = con.execute(CACHE_SNAPSHOTS).fetchall()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"{path}: not urlwatch's SQLite cache (a table CacheEntry with guid, timestamp, data,"
+                          f" tries): {exc}") from None
+    finally:
+        con.close()
+    history: dict[str, list[tuple[datetime, str]]] = {}
+    for guid, timestamp, data in rows:
+        if isinstance(data, bytes):
+            data = data.decode("utf-8", "replace")
+        history.setdefault(guid, []).append((datetime.fromtimestamp(float(timestamp), timezone.utc), str(data)))
+    return history
+
+
+# Snapshots: rows saved when a page was new, changed, or checked again after failures
+# (tries 0, or NULL in old caches), in the order they were saved.
+CACHE_SNAPSHOTS = """
+SELECT guid, timestamp, data FROM CacheEntry
+WHERE (tries = 0 OR tries IS NULL) AND data IS NOT NULL AND timestamp IS NOT NULL
+ORDER BY timestamp, id
+"""
+
+
+# --- writing the jobs ---------------------------------------------------------------------
+
+def toml(jobs: list[Mapped], comments: list[str]) -> str:
+    """The [[scrape]] tables of the mapped jobs, with comments, checked to read back as written."""
+    lines = [f"# {line}" for line in comments]
+    for job in jobs:
+        if job.table is None:
+            continue
+        lines.append("")
+        lines += [f"# {note}" for note in job.notes]
+        lines.append("[[scrape]]")
+        lines += [f"{key} = {_value(value)}" for key, value in job.table.items()]
+    text = "\n".join(lines) + "\n"
+    written = tomllib.loads(text).get("scrape", [])
+    if written != [job.table for job in jobs if job.table is not None]:
+        raise RuntimeError("the jobs written do not read back as mapped")  # a bug in _value
+    return text
+
+
+def _value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    text = str(value)
+    if "'" not in text and not any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return f"'{text}'"  # a literal string: regular expressions read as written
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+# --- the command ------------------------------------------------------------------------
+
+def adopt(urls: str, cache: str | None = None, write: bool = False) -> str:
+    """`--adopt-urlwatch URLS.yaml [CACHE.db] [--write]`: map the jobs, import the cache's
+    snapshots (into $DATABASE_URL), then print the jobs as TOML, or with `write` append them to
+    the jobs file. Returns what to print. Jobs already in the jobs file (same name and url) are
+    not written again, and targets with history are not imported into again: running it twice
+    is harmless."""
+    from shared import config
+    from shared.platform import db
+    from shared.scrape import adopt as adoption
+
+    if write and config.has_jobs_file() and config.jobs_source() == "$JOBS_TOML":
+        raise ConfigError("--write appends to the jobs file, but the jobs come from $JOBS_TOML:"
+                          " run without --write and add the printed jobs to it")
+    docs = read_jobs(Path(urls))
+    existing = {}
+    if config.has_jobs_file():
+        existing = {e.name: e.table.get("url") for e in config.entries() if e.kind == "scrape"}
+    jobs = map_jobs(docs, existing)
+    history = read_cache(Path(cache)) if cache else {}
+    report = [f"from urlwatch: {urls}: {len(docs)} jobs, {sum(j.table is not None for j in jobs)} mapped"]
+    if cache:
+        known = {job.guid for job in jobs}
+        unknown = [guid for guid in history if guid not in known]
+        with db.connection() as con:
+            imported = adoption.import_snapshots(con, [(job.name, job.url, history.get(job.guid, []))
+                                                       for job in jobs if job.table is not None])
+        report += [line.line() for line in imported]
+        if unknown:
+            report.append(f"{len(unknown)} histories in {cache} belong to no URL job of {urls}: not imported")
+    new = [job for job in jobs if job.table is None or job.name not in existing]
+    same = [job.name for job in jobs if job.table is not None and job.name in existing]
+    if same:
+        report.append(f"already in {config.jobs_source()}, not written again: {', '.join(same)}")
+    notes = [note for job in jobs for note in job.notes]
+    if not write:
+        return toml(new, report + (["not mapped: see the notes above each job"] if notes else [])
+                    + [job.notes[0] for job in jobs if job.table is None])
+    text = toml(new, [f"adopted from urlwatch ({urls})"])
+    written = [job for job in new if job.table is not None]
+    if written:
+        path = config.jobs_file_path()
+        before = path.read_text(encoding="utf-8") if path.exists() else ""
+        tomllib.loads(before + "\n" + text)  # the file stays valid TOML (names were made unique)
+        with path.open("a", encoding="utf-8") as out:
+            out.write(("\n" if before and not before.endswith("\n") else "") + ("\n" if before else "") + text)
+        report.append(f"wrote {len(written)} [[scrape]] jobs to {path}: {', '.join(j.name for j in written)}")
+    else:
+        report.append("no job to write")
+    return "\n".join(report + [f"not mapped: {note}" for note in notes]) + "\n"
+
