@@ -6,6 +6,8 @@ a change at midnight; refresh runs, retries and failures) from storage and refre
 calls with explicit times, since a test cannot wait three days.
 """
 
+import html
+import random
 import re
 import shutil
 import os
@@ -104,6 +106,175 @@ def test_a_stopped_watcher_shows_as_an_open_gap(db):
     assert "no run since 2016-04-06 23:50 UTC: 37 runs missed" in render.text(result)
 
 
+def build_random_history(con, seed=11):
+    """Three days of a 10-minute target, `flaky`, through the storage API, with what makes the
+    report's SQL work: runs skipped at random and a 2-hour outage (gaps), failures, extra manual
+    checks between runs, a page that flips back and forth between versions (segments of
+    different contents that overlap in time), changes at midnight, and check times a few seconds
+    after the slot. Plus an hourly target, `hourly`, changing at midnight and skipping runs."""
+    schema.ensure(con)
+    rng = random.Random(seed)
+    for slot, moment in enumerate(every_10_minutes(at(4, 0, 0), at(7, 0, 0))):
+        moment += timedelta(seconds=rng.randrange(0, 40))
+        if rng.random() < 0.05 or at(5, 13, 0) <= moment < at(5, 15, 0):
+            continue
+        if rng.random() < 0.04:
+            storage.record_failure(con, "flaky", "http://127.0.0.1/f", "HTTP 502", moment)
+            continue
+        if slot < 100 or 180 <= slot < 288:
+            body = "v1" if slot < 100 else "v3"
+        elif slot < 180:
+            body = rng.choice(["v1", "v2"])  # flipping back and forth
+        elif slot < 330:
+            body = "v4"  # from 04-06 00:00: a change at midnight
+        else:
+            body = rng.choice(["v1", "v2", "v3", "v4", "v5"])
+        storage.record_check(con, "flaky", "http://127.0.0.1/f", body, moment)
+        if rng.random() < 0.05:  # a manual check a few minutes later
+            storage.record_check(con, "flaky", "http://127.0.0.1/f", body, moment + timedelta(minutes=4))
+    for hour in range(3 * 24):
+        moment = at(4, 0, 0) + timedelta(hours=hour, seconds=rng.randrange(0, 60))
+        if rng.random() < 0.1:
+            continue
+        storage.record_check(con, "hourly", "http://127.0.0.1/h", f"day {moment.day}", moment)
+
+
+def reference(con, name, interval, since, now):
+    """What the report must say about target `name`, computed here from every check time (the
+    seed's `scraps` view) and failure, one by one, the way the report did before it scaled:
+    per day (checks, changes, failed, missed), and the gaps between runs in the window."""
+    checks = sorted((ts, content) for content, times in con.run(
+        "SELECT id, seen_at FROM scraps WHERE target = :name", name=name) for ts in times)
+    errors = [at for (at,) in con.run("SELECT e.at FROM scrape_errors e JOIN scrape_targets t ON t.id = e.target_id"
+                                      " WHERE t.name = :name", name=name)]
+    days = {}
+    for i, (ts, content) in enumerate(checks):
+        if ts >= since:
+            day = days.setdefault(ts.date(), [0, 0, 0])
+            day[0] += 1
+            day[1] += i > 0 and checks[i - 1][1] != content
+    for moment in errors:
+        if moment >= since:
+            days.setdefault(moment.date(), [0, 0, 0])[2] += 1
+    runs = sorted([ts for ts, _ in checks if ts >= since] + [e for e in errors if e >= since])
+    first = min([checks[0][0]] + runs)
+    expected = {}
+    day = max(first.date(), since.date())
+    while day <= now.date():
+        start = max(first, datetime.combine(day, datetime.min.time(), UTC))
+        end = min(datetime.combine(day, datetime.min.time(), UTC) + timedelta(days=1), now - timedelta(seconds=interval))
+        expected[day] = sum(1 for k in range(int(start.timestamp()) // interval, int(end.timestamp()) // interval + 2)
+                            if start.timestamp() <= k * interval < end.timestamp())
+        day += timedelta(days=1)
+    rows = [(d.isoformat(), *days.get(d, [0, 0, 0]), max(0, expected[d] - sum(days.get(d, [0, 0, 0])[::2])))
+            for d in sorted(set(days) | set(expected))]
+    limit = timedelta(seconds=1.5 * interval)
+    gaps = [(a, b, round((b - a).total_seconds() / interval) - 1, False) for a, b in zip(runs, runs[1:]) if b - a > limit]
+    last = max([checks[-1][0]] + errors)
+    stopped = [(last, now, int((now - last).total_seconds() // interval), True)] if now - last > limit else []
+    return rows, gaps, stopped
+
+
+@pytest.mark.parametrize("days", [1, 2, 3, 4])
+def test_counts_and_gaps_agree_with_every_check_one_by_one(db, monkeypatch, days):
+    """The report counts per segment of check times in SQL; counted one by one from every check
+    time, the numbers are the same, whatever day the window starts (segments cut short here,
+    7 check times, so that windows start inside segments and flipping versions overlap)."""
+    monkeypatch.setattr(storage, "SEGMENT_SIZE", 7)
+    monkeypatch.setattr(report, "SHOWN_GAPS", 3)
+    build_random_history(db)
+    overlapping = db.run("""SELECT count(*) FROM scrape_seen a JOIN scrape_seen b ON a.content_id < b.content_id
+                            JOIN scrape_contents ca ON ca.id = a.content_id JOIN scrape_contents cb ON cb.id = b.content_id
+                            WHERE ca.target_id = cb.target_id AND a.seen_at[1] < b.seen_at[cardinality(b.seen_at)]
+                              AND b.seen_at[1] < a.seen_at[cardinality(a.seen_at)]""")[0][0]
+    assert overlapping > 10  # the case that takes segments apart check by check is there
+    now = at(7, 0, 7)
+    result = report.build(db, {("scrape", "flaky"): "10m", ("scrape", "hourly"): "1h"}, now=now, days=days)
+    text = render.text(result)
+    for target, interval in zip(result.targets, (600, 3600)):
+        rows, gaps, stopped = reference(db, target.name, interval, result.since, now)
+        assert [(d.day.isoformat(), d.checks, d.changes, d.errors, d.missed) for d in target.days] == rows
+        assert [(g.start, g.end, g.missed, g.open) for g in target.gaps] == gaps[-3:] + stopped
+        assert target.earlier_gaps == max(0, len(gaps) - 3)
+        if target.earlier_gaps:
+            assert f"  {target.earlier_gaps} earlier gaps in the window, not listed" in text
+    if days > 1:  # the window of 04-07 alone has no check yet
+        assert sum(d.changes for d in result.targets[0].days) > 20 and result.targets[0].earlier_gaps > 0
+
+
+def test_a_window_starting_between_two_segments_of_one_content(db, monkeypatch):
+    """B until 04-05 12:00, then A; A's check times fill segments of 8 exactly up to 23:50, so
+    its first check of 04-06 opens a segment: no change (the check before it saw A too)."""
+    monkeypatch.setattr(storage, "SEGMENT_SIZE", 8)
+    schema.ensure(db)
+    for moment in every_10_minutes(at(5, 0, 0), at(6, 12, 0)):
+        storage.record_check(db, "t", "http://127.0.0.1/t", "B" if moment < at(5, 12, 0) else "A", moment)
+    assert db.run("SELECT s.seen_at[cardinality(s.seen_at)] FROM scrape_seen s JOIN scrape_contents c"
+                  " ON c.id = s.content_id WHERE c.body = 'A' AND s.segment = 8")[0][0] == at(5, 23, 50)
+    [target] = report.build(db, {("scrape", "t"): "10m"}, now=at(6, 12, 5), days=1).targets
+    assert [(d.day.isoformat(), d.checks, d.changes) for d in target.days] == [("2016-04-06", 72, 0)]
+    [target] = report.build(db, {("scrape", "t"): "10m"}, now=at(6, 12, 5), days=2).targets
+    assert [(d.day.isoformat(), d.checks, d.changes) for d in target.days] == [("2016-04-05", 144, 1),
+                                                                               ("2016-04-06", 72, 0)]
+
+
+def test_versions_and_their_diffs_are_bounded(db, monkeypatch):
+    schema.ensure(db)
+    page = "\n".join(f"line {i}" for i in range(200))
+    for day in range(4, 10):  # a new version every day: each one rewrites a few lines more
+        body = "\n".join(f"line {i} (day {day})" if i % (day - 2) == 0 else f"line {i}" for i in range(200))
+        storage.record_check(db, "agenda", "http://127.0.0.1/a", page if day == 4 else body, at(day, 12, 0))
+    storage.record_check(db, "agenda", "http://127.0.0.1/a", "x" * (report.VERSION_CHARS + 50), at(10, 12, 0))
+    [target] = report.build(db, {}, now=at(10, 13, 0), days=7).targets
+    assert target.contents == 7 and len(target.versions) == report.VERSIONS == 4
+    newest, second = target.versions[:2]
+    assert (newest.last_seen, newest.checks, newest.size) == (at(10, 12, 0), 1, report.VERSION_CHARS + 50)
+    assert newest.truncated and not second.truncated
+    assert second.first_seen == at(9, 12, 0) and second.diff_cut > 0 and len(second.diff) == report.DIFF_LINES
+    assert second.diff[0].startswith("@@ ") and "+line 0 (day 9)" in second.diff and "-line 0 (day 8)" in second.diff
+    assert all(len(line) <= report.DIFF_LINE_CHARS for line in newest.diff)  # one line of 32,000 characters, cut
+    assert target.versions[-1].diff is not None  # the oldest shown is compared with the one before it too
+    page = render.html(report.build(db, {}, now=at(10, 13, 0), days=7))
+    assert "4 newest of 7 versions" in page and f"… {second.diff_cut} more lines" in page
+    assert f"(on the first {report.VERSION_CHARS:,} characters)" in page
+
+
+def test_summary_and_forecast(db, monkeypatch):
+    monkeypatch.setenv("DB_PLAN_LIMIT_MB", "64")
+    schema.ensure(db)
+    empty = report.build(db, {}, now=at(7, 0, 5))
+    assert empty.database.growth_per_day is None
+    assert "growth: not enough history yet for a forecast (a day at least)" in render.text(empty)
+    build_seed_like_history(db)
+    for moment in every_10_minutes(at(6, 0, 0), at(6, 12, 0)):  # a target that stopped at 12:00
+        storage.record_check(db, "stopped", "http://127.0.0.1/s", "same", moment)
+    storage.record_check(db, "healthy", "http://127.0.0.1/h", "same", at(6, 23, 55))
+    storage.record_failure(db, "broken", "http://127.0.0.1/b", "HTTP 500", at(6, 23, 58))
+    schedules = {("scrape", name): "10m" for name in ("agenda", "stopped", "healthy", "broken")}
+    result = report.build(db, schedules, now=at(7, 0, 5), days=4)
+
+    db_info = result.database
+    # History began on 04-04 09:30: 2.6 days, all of it in the last 7; the tables' sizes, all new.
+    assert db_info.growth_days == pytest.approx((at(7, 0, 5) - at(4, 9, 30)).total_seconds() / 86400)
+    sizes = sum(db.run(f"SELECT pg_total_relation_size('{table}')")[0][0]
+                for table in ("scrape_seen", "scrape_contents", "scrape_errors"))
+    assert db_info.growth_per_day == pytest.approx(sizes / db_info.growth_days)
+    assert db_info.days_left == pytest.approx((64 * 2**20 - db_info.size_bytes) / db_info.growth_per_day)
+    lines = render.text(result).splitlines()
+    assert f"  growth: {render._size(db_info.growth_per_day)} a day (over the last 2.6 days), " \
+           f"{db_info.days_left:,.0f} days left before DB_PLAN_LIMIT_MB" in lines
+
+    # Problems first, the worst first: failing, stopped, missed runs; then the healthy.
+    assert lines[1:6] == [
+        "",
+        "Summary: 1 failing, 1 stopped, 1 missed, 1 ok",
+        "  failing  scrape   broken: 1 failed checks in a row: HTTP 500",
+        "  stopped  scrape   stopped: no run since 2016-04-06 11:50 UTC: 73 runs missed",
+        "  missed   scrape   agenda: 5 runs missed, 1 gaps",
+    ]
+    assert lines[6] == ""  # then the targets, as before
+
+
 def test_error_history_keeps_the_newest_failures(db, monkeypatch):
     schema.ensure(db)
     monkeypatch.setattr(storage, "ERROR_HISTORY", 3)
@@ -194,7 +365,8 @@ def test_a_stopped_refresh_job_shows_as_an_open_gap(db):
     bikeways = next(job for job in result.refreshes if job.name == "bikeways")
     assert [(d.day.isoformat(), d.runs, d.missed) for d in bikeways.days] == \
         [("2016-04-09", 0, 1), ("2016-04-10", 0, 1), ("2016-04-11", 0, 0)]  # 04-11's run may still come
-    assert bikeways.runs == [] and bikeways.last_run.started_at == at(8, 4, 0)  # before the window
+    assert not any(map(any, bikeways.timeline.series.values()))  # no run in the window's buckets
+    assert bikeways.last_run.started_at == at(8, 4, 0)  # before the window
     assert [(g.start, g.missed, g.open) for g in bikeways.gaps] == [(at(8, 4, 0), 3, True)]
     text = render.text(result)
     assert "  no run since 2016-04-08 04:00 UTC: 3 runs missed" in text
@@ -315,16 +487,34 @@ def find_chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def render_in_chromium(path, tmp_path) -> tuple[str, list[str]]:
+def render_in_chromium(path, tmp_path, *options: str) -> tuple[str, list[str]]:
     """The DOM after scripts ran, and every console message, from headless Chromium."""
     profile = tmp_path / "chromium-profile"
     done = subprocess.run(
         [find_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--dump-dom", path.as_uri()],
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *options, "--dump-dom", path.as_uri()],
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout, [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def with_script(page, tmp_path, name: str, script: str):
+    """A copy of the page with `script` run after the page's own."""
+    path = tmp_path / name
+    path.write_text(page.read_text().replace("</body>", f"<script>{script}</script></body>"))
+    return path
+
+
+def timeline_counts(section: str) -> dict[str, int]:
+    """The totals of a section's timeline, from its SVG's data-l (labels) and data-v (per column)."""
+    svg = re.search(r'<svg [^>]*data-l="([^"]*)" data-v="([^"]*)"', section)
+    labels, columns = svg.group(1).split(","), svg.group(2).split(";")
+    totals = dict.fromkeys(labels, 0)
+    for column in columns:
+        for label, count in zip(labels, column.split(",")):
+            totals[label] += int(count or 0)
+    return totals | {"columns": len(columns)}
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="Chromium not found: install Debian's `chromium` package")
@@ -357,34 +547,72 @@ def test_html_page_renders_in_chromium_without_console_errors(db, tmp_path):
     assert console == []
     assert 'data-ready="yes"' in dom  # the page's script ran to its end
     for name in ("agenda", "minutes &amp; &lt;notes&gt;"):
-        section = re.search(rf'<section class="target[^"]*" data-target="{re.escape(name)}">(.*?)</section>',
+        section = re.search(rf'<section class="target[^"]*" id="t\d+" data-target="{re.escape(name)}">(.*?)</section>',
                             dom, re.S)
         assert section, f"no section for {name}"
         assert "<svg" in section.group(1)
+    # The timeline draws buckets (30 minutes for 4 days), not checks: per column, its counts.
     agenda = re.search(r'data-target="agenda">(.*?)</section>', dom, re.S).group(1)
-    assert agenda.count('class="change"') == 4 and agenda.count('class="error"') == 2
-    assert agenda.count('class="check"') == 368 - 4 and agenda.count('class="gap"') == 1
+    assert timeline_counts(agenda) == {"checks": 368, "changes": 4, "failed": 2, "missed": 5, "columns": 3 * 48 + 1}
+    assert re.search(r'<path class="changes" d="([^"]*)"', agenda).group(1).count("M") == 4  # 4 columns with a change
+    assert '<path class="errors"' in agenda and '<path class="checks"' in agenda and '<path class="missed"' in agenda
+    assert re.search(r'<path class="gaps" d="([^"]*)"', agenda).group(1).count("M") == 1  # the gap, shaded
+    assert "gap 2016-04-06 02:50 UTC to 2016-04-06 03:50 UTC: 5 runs missed" in agenda
+    # Its versions, newest first (by last check), each with its diff against the one before.
+    assert "4 newest of 4 versions" in agenda and agenda.count("diff against the version before") == 3
+    assert re.search(r'<span class="d">-v2</span>\s*<span class="a">\+v4</span>', agenda)
     minutes = re.search(r'data-target="minutes.*?">(.*?)</section>', dom, re.S).group(1)
-    assert "6 failed checks in a row: timed out" in minutes and 'class="gap"' in minutes  # stopped at 12:00
+    assert "6 failed checks in a row: timed out" in minutes and 'class="gaps"' in minutes  # stopped at 12:00
+    assert "1 newest of 1 versions" in minutes and "the oldest version kept" in minutes
 
-    nightly = re.search(r'<section class="refresh" data-refresh="nightly &lt;sql&gt;">(.*?)</section>', dom, re.S)
+    nightly = re.search(r'<section class="refresh" id="r\d+" data-refresh="nightly &lt;sql&gt;">(.*?)</section>',
+                        dom, re.S)
     assert nightly, "no section for the failing refresh job"
     nightly = nightly.group(1)
-    assert "<svg" in nightly and nightly.count('class="run"') == 1 and nightly.count('class="error"') == 2
+    assert "<svg" in nightly and timeline_counts(nightly) == {"succeeded": 1, "failed": 2, "running": 0, "missed": 0,
+                                                              "columns": 3 * 48 + 1}
     assert "2 failed runs in a row: HTTP 500 &amp; &lt;oops&gt;" in nightly
     assert "last success 2016-04-04 04:00 UTC" in nightly and "failed after 1 min 35 s" in nightly
     assert "3 runs, 2\n failed, 0 missed; median 30.0 s, longest 1 min 35 s" in nightly
     assert "<td>2016-04-06</td><td>1</td><td>1</td><td>0</td><td>1 min 35 s</td><td>1 min 35 s</td>" in nightly
-    healthy = re.search(r'<section class="refresh healthy" data-refresh="healthy">(.*?)</section>', dom, re.S)
-    assert healthy and healthy.group(1).count('class="run"') == 3
+    healthy = re.search(r'<section class="refresh healthy" id="r\d+" data-refresh="healthy">(.*?)</section>', dom, re.S)
+    assert healthy and timeline_counts(healthy.group(1))["succeeded"] == 3
+
+    # The summary on top: what is failing first, then what missed runs, then the healthy.
+    summary = re.search(r'<section id="summary">(.*?)</section>', dom, re.S).group(1)
+    assert "Summary: 2 failing, 1 missed, 1 ok" in summary
+    assert re.findall(r'<tr class="(\w+)"><td class="state \w+">\w+</td><td><a href="#(\w+)">([^<]*)</a>', summary) == [
+        ("failing", "t1", "minutes &amp; &lt;notes&gt;"), ("failing", "r1", "nightly &lt;sql&gt;"),
+        ("missed", "t0", "agenda"), ("ok", "r0", "healthy")]
 
     # "Only problems" hides the healthy refresh job, and only it (every target here has a problem).
-    clicked = tmp_path / "clicked.html"
-    clicked.write_text(page.read_text().replace("</body>", """<script>
+    clicked = with_script(page, tmp_path, "clicked.html", """
 document.getElementById("problems-only").click();
 document.body.dataset.hidden = [...document.querySelectorAll("section")]
-  .filter(s => getComputedStyle(s).display === "none").map(s => s.dataset.target || s.dataset.refresh).join("|");
-</script></body>"""))
+  .filter(s => getComputedStyle(s).display === "none").map(s => s.dataset.target || s.dataset.refresh).join("|");""")
     dom, console = render_in_chromium(clicked, tmp_path)
     assert console == [] and 'data-hidden="healthy"' in dom
 
+    # Hovering (or tapping) a column of the timeline tells its counts: 04-06 08:00, two failures.
+    hovered = with_script(page, tmp_path, "hovered.html", """
+const svg = document.querySelector('section[data-target="agenda"] svg'), box = svg.getBoundingClientRect();
+const column = (2 * 48 + 16 + 0.5) / (3 * 48 + 1);
+svg.dispatchEvent(new PointerEvent("pointermove", {clientX: box.left + column * box.width, clientY: box.top + 5}));
+document.body.dataset.tip = document.getElementById("tip").textContent;""")
+    dom, console = render_in_chromium(hovered, tmp_path)
+    assert console == []
+    assert 'data-tip="2016-04-06 08:00 to 2016-04-06 08:30 UTC: 1 checks, 0 changes, 2 failed, 0 missed"' in dom
+
+    # On a phone's screen (390 pixels wide) nothing is wider than the screen: no sideways scrolling.
+    # Headless Chromium's window is 500 pixels wide at least, so the page goes into a frame of 390.
+    measure = """const root = document.documentElement;
+document.body.dataset.widths = [innerWidth, root.clientWidth, root.scrollWidth,
+  Math.round(document.querySelector("svg").getBoundingClientRect().width)].join(" ");"""
+    phone = tmp_path / "phone.html"
+    phone.write_text(f'<body style="margin:0"><iframe style="border:0" width="390" height="844" '
+                     f'onload="document.body.dataset.widths = this.contentDocument.body.dataset.widths" '
+                     f'srcdoc="{html.escape(with_script(page, tmp_path, "measured.html", measure).read_text())}">'
+                     f'</iframe></body>')
+    dom, console = render_in_chromium(phone, tmp_path)
+    window, width, page_width, svg_width = map(int, re.search(r'data-widths="([^"]*)"', dom).group(1).split())
+    assert console == [] and window == 390 and page_width == width and width - 40 < svg_width < width

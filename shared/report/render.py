@@ -1,17 +1,24 @@
 """The history report rendered: `text()` for a terminal, `html()` as one self-contained page
-(inline CSS, SVG timelines, no network). shared/report/history.py reads what they show."""
+(inline CSS, SVG timelines, no network, fits a phone's width). shared/report/history.py reads
+what they show.
+
+The page's size is bounded whatever the history's length: a timeline draws at most
+MAX_COLUMNS columns (buckets), the tables of a long window have a row per week, a target shows
+its newest versions with their diffs cut short, and only the newest gaps are listed."""
 
 import html as html_escape
+import math
 from datetime import datetime, timedelta, timezone
 
-from shared.report.history import Gap, Refresh, Report, Run, Target
+from shared.report import history
+from shared.report.history import Day, Gap, Refresh, RefreshDay, Report, Run, Target, Timeline
 
 
 def _when(moment: datetime | None) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if moment else "never"
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -43,12 +50,64 @@ def _gap_label(gap: Gap) -> str:
     return f"gap {_when(gap.start)} to {_when(gap.end)}: {gap.missed} runs missed"
 
 
+def _earlier_gaps(n: int) -> str:
+    return f"{n} earlier gaps in the window, not listed" if n else ""
+
+
+# --- summary ----------------------------------------------------------------------------
+
+# What is wrong, worst first: failing now, stopped (no run for over 1.5 intervals), runs missed.
+STATES = ("failing", "stopped", "missed", "ok")
+
+
+def _state(item: Target | Refresh) -> tuple[str, str]:
+    """The worst state of a target or refresh job and a few words about it."""
+    if item.error_streak:
+        what = "checks" if isinstance(item, Target) else "runs"
+        return "failing", f"{item.error_streak} failed {what} in a row: {_cut(item.last_error or '', 120)}"
+    stopped = next((g for g in item.gaps if g.open), None)
+    if stopped:
+        return "stopped", _gap_label(stopped)
+    gaps = len(item.gaps) + item.earlier_gaps
+    if item.missed or gaps:
+        return "missed", f"{item.missed} runs missed" + (f", {gaps} gaps" if gaps else "")
+    return "ok", "ok"
+
+
+def summary(report: Report) -> list[tuple[str, str, Target | Refresh, str]]:
+    """(state, kind, target or job, words) for every target and refresh job, problems first."""
+    rows = [(*_state(t), "scrape", t) for t in report.targets] + [(*_state(j), "refresh", j) for j in report.refreshes]
+    rows.sort(key=lambda r: (STATES.index(r[0]), r[3].name))
+    return [(state, kind, item, words) for state, words, kind, item in rows]
+
+
+def _counts(rows) -> str:
+    found = [f"{sum(1 for r in rows if r[0] == s)} {s}" for s in STATES if any(r[0] == s for r in rows)]
+    return ", ".join(found) or "nothing checked or refreshed yet"
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def _forecast(db: history.Database) -> str:
+    if db.growth_per_day is None:
+        return "growth: not enough history yet for a forecast (a day at least)"
+    line = f"growth: {_size(db.growth_per_day)} a day (over the last {db.growth_days:.1f} days)"
+    if db.days_left is None:
+        return line + ", not growing toward DB_PLAN_LIMIT_MB"
+    return line + f", {db.days_left:,.0f} days left before DB_PLAN_LIMIT_MB"
+
+
 # --- text -------------------------------------------------------------------------------
 
 def text(report: Report) -> str:
     lines = [f"Report at {_when(report.now)}, days from {report.since.date()} (UTC)"]
     if report.note:
         lines.append(report.note)
+    rows = summary(report)
+    lines += ["", f"Summary: {_counts(rows)}"]
+    lines += [f"  {state:<8} {kind:<8} {item.name}: {words}" for state, kind, item, words in rows if state != "ok"]
     for t in report.targets:
         lines += ["", *_target_text(t)]
     for job in report.refreshes:
@@ -57,8 +116,14 @@ def text(report: Report) -> str:
     lines += ["", f"Database: {_size(db.size_bytes)} of {_size(db.limit_bytes)} "
                   f"({100 * db.size_bytes / db.limit_bytes:.1f}% of the plan limit, DB_PLAN_LIMIT_MB); "
                   f"{db.checks} checks recorded",
-              "  rows: " + ", ".join(f"{name} {count}" for name, count in db.rows.items())]
+              "  rows: " + ", ".join(f"{name} {count}" for name, count in db.rows.items()),
+              f"  {_forecast(db)}"]
     return "\n".join(lines) + "\n"
+
+
+def _gap_lines(item: Target | Refresh) -> list[str]:
+    earlier = [f"  {_earlier_gaps(item.earlier_gaps)}"] if item.earlier_gaps else []
+    return earlier + [f"  {_gap_label(gap)}" for gap in item.gaps]
 
 
 def _target_text(t: Target) -> list[str]:
@@ -74,7 +139,7 @@ def _target_text(t: Target) -> list[str]:
     totals = [sum(getattr(d, k) for d in t.days) for k in ("checks", "changes", "errors")]
     lines.append(f"  {'Total:':<10} {totals[0]:>6} {totals[1]:>7} {totals[2]:>6} "
                  f"{(str(t.missed) if t.interval else ''):>6}")
-    return lines + [f"  {_gap_label(gap)}" for gap in t.gaps]
+    return lines + _gap_lines(t)
 
 
 def _refresh_text(job: Refresh) -> list[str]:
@@ -92,165 +157,333 @@ def _refresh_text(job: Refresh) -> list[str]:
     missed = str(job.missed) if job.interval else ""
     lines.append(f"  {'Total:':<10} {sum(d.runs for d in job.days):>6} {sum(d.errors for d in job.days):>6} "
                  f"{missed:>6} {_duration(job.median_seconds):>10} {_duration(job.longest_seconds):>10}".rstrip())
-    return lines + [f"  {_gap_label(gap)}" for gap in job.gaps]
+    return lines + _gap_lines(job)
 
 
 # --- HTML -------------------------------------------------------------------------------
 
-WIDTH, ROW_HEIGHT = 960, 56
+MAX_COLUMNS = 400  # a timeline's columns: buckets, several to a column for a very long window
+HEIGHT = 40  # the SVG's own units; CSS stretches it to the page's width
+TICK = 8  # the changes' strip along the top
 
 STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin: 1.6em 0 .2em; }
-.meta { color: #555; margin: 0 0 .4em; } .bad { color: #b00020; } .ok { color: #1b5e20; }
+* { box-sizing: border-box; }
+body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; padding: .5em 12px 2em; max-width: 1000px; color: #222; }
+h1 { font-size: 1.4em; margin: .4em 0; } h2 { font-size: 1.1em; margin: 1.6em 0 .2em; overflow-wrap: anywhere; }
+.meta { color: #555; margin: 0 0 .4em; overflow-wrap: anywhere; }
+.bad, .failing { color: #b00020; } .ok { color: #1b5e20; } .stopped { color: #e65100; } .missed { color: #8d6e00; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 td, th { padding: 1px 10px; text-align: right; } th:first-child, td:first-child { text-align: left; }
+.scroll { overflow-x: auto; max-width: 100%; }
 tr.short td { background: #fff3e0; }
-svg { display: block; background: #fafafa; border: 1px solid #ddd; }
-.legend span { margin-right: 1.2em; } .swatch { display: inline-block; width: 10px; height: 10px; }
-.hide-healthy section.healthy { display: none; }
+table.summary td { text-align: left; vertical-align: top; padding: 2px 8px 2px 0; }
+table.summary td:last-child { overflow-wrap: anywhere; }
+.state { font-weight: 600; font-size: .85em; text-transform: uppercase; }
+svg { display: block; width: 100%; height: 48px; background: #fafafa; border: 1px solid #ddd; touch-action: pan-y; }
+.axis { display: flex; justify-content: space-between; color: #888; font-size: 11px; }
+.legend span { margin-right: 1.2em; white-space: nowrap; } .swatch { display: inline-block; width: 10px; height: 10px; }
+details { margin: .3em 0; } summary { cursor: pointer; }
+pre.diff { overflow-x: auto; font-size: 12px; background: #f6f8fa; padding: 4px 6px; margin: .2em 0 .6em; }
+pre.diff .a { color: #1b5e20; } pre.diff .d { color: #b00020; } pre.diff .h { color: #6a1b9a; }
+ol.versions { padding-left: 1.4em; }
+#tip { position: fixed; z-index: 1; background: #222; color: #fff; font-size: 12px; padding: 3px 6px;
+       border-radius: 3px; pointer-events: none; max-width: 90vw; }
+.hide-healthy section.healthy, .hide-healthy tr.ok { display: none; }
+@media (max-width: 600px) {
+  body { font-size: 14px; } td, th { padding: 1px 4px; } table.summary td.kind { display: none; }
+}
 """
 
-# The only script: a switch that hides targets and jobs with nothing wrong.
+# The page's script: the switch that hides targets and jobs with nothing wrong, and the
+# timeline's hover (or tap) text, read from each SVG's data-t (start, seconds per column),
+# data-l (labels) and data-v (per column, its counts: "3,1" is 3 of the first, 1 of the second).
 SCRIPT = """
 const toggle = document.getElementById("problems-only");
 toggle.addEventListener("change", () => document.body.classList.toggle("hide-healthy", toggle.checked));
+const tip = document.getElementById("tip");
+const utc = s => new Date(s * 1000).toISOString().slice(0, 16).replace("T", " ");
+for (const svg of document.querySelectorAll("svg[data-v]")) {
+  const [start, step] = svg.dataset.t.split(" ").map(Number), labels = svg.dataset.l.split(",");
+  const columns = svg.dataset.v.split(";");
+  const show = ev => {
+    const box = svg.getBoundingClientRect();
+    const at = Math.floor((ev.clientX - box.left) / box.width * columns.length);
+    const i = Math.min(columns.length - 1, Math.max(0, at));
+    const counts = columns[i].split(",");
+    tip.textContent = `${utc(start + i * step)} to ${utc(start + (i + 1) * step)} UTC: ` +
+      labels.map((label, j) => `${Number(counts[j] || 0)} ${label}`).join(", ");
+    tip.style.left = Math.min(ev.clientX + 8, innerWidth - tip.offsetWidth - 4) + "px";
+    tip.style.top = ev.clientY + 14 + "px";
+    tip.hidden = false;
+  };
+  svg.addEventListener("pointermove", show);
+  svg.addEventListener("pointerdown", show);
+  svg.addEventListener("pointerleave", () => { tip.hidden = true; });
+}
 document.body.dataset.ready = "yes";
 """
 
 
-def _x(moment: datetime, report: Report) -> float:
-    span = (report.now - report.since).total_seconds() or 1
-    return round(WIDTH * (moment - report.since).total_seconds() / span, 1)
+def _columns(timeline: Timeline) -> tuple[int, int]:
+    """(buckets per column, number of columns) of a timeline drawn at most MAX_COLUMNS wide."""
+    size = len(next(iter(timeline.series.values())))
+    per = math.ceil(size / MAX_COLUMNS)
+    return per, math.ceil(size / per)
 
 
-def _timeline(name: str, gaps: list[Gap], marks: list[str], report: Report) -> str:
-    """The window as one SVG strip: midnight lines, gaps shaded, then the marks on top."""
+def _merge(values: list[int] | None, per: int) -> list[int] | None:
+    return None if values is None else [sum(values[i:i + per]) for i in range(0, len(values), per)]
+
+
+def _area(fractions: list[float], top: bool = False) -> str:
+    """A step path, one unit per column, filled to each column's fraction of the height (from
+    the bottom, or from the top); equal neighbours share a step, so a steady series is short."""
+    path, level, run = [f"M0 {0 if top else HEIGHT}"], None, 0
+    for f in fractions + [None]:
+        y = None if f is None else round(HEIGHT * f if top else HEIGHT * (1 - f))
+        if y != level and run:
+            path.append(f"V{level}h{run}")
+            run = 0
+        level, run = y, run + 1
+    path.append(f"V{0 if top else HEIGHT}Z")
+    return "".join(path)
+
+
+def _ticks(values: list[int]) -> str:
+    """A path with a short line at the top of each column whose value is not 0."""
+    return "".join(f"M{i}.5 0v{TICK}" for i, v in enumerate(values) if v)
+
+
+def _svg(name: str, timeline: Timeline, report: Report, layers: list[tuple[str, str, str]],
+         tooltip: list[tuple[str, list[int] | None]], gaps: list[Gap]) -> str:
+    """The window as one SVG strip, `layers` (class, colour, path) over midnight or month lines
+    and the listed gaps; per column the tooltip's counts in data-v."""
     e = html_escape.escape
-    parts = [f'<svg width="{WIDTH}" height="{ROW_HEIGHT}" viewBox="0 0 {WIDTH} {ROW_HEIGHT}" '
-             f'role="img" aria-label="timeline of {e(name)}">']
-    day = report.since
-    while day < report.now:  # midnight lines, labelled
-        x = _x(day, report)
-        parts.append(f'<line x1="{x}" y1="0" x2="{x}" y2="{ROW_HEIGHT}" stroke="#ddd"/>'
-                     f'<text x="{x + 2}" y="{ROW_HEIGHT - 3}" font-size="9" fill="#888">{day:%m-%d}</text>')
+    per, n = _columns(timeline)
+    seconds = timeline.seconds * per
+    start = timeline.start.timestamp()
+    grid, day = [], timeline.start
+    while day < report.now:  # a line at each midnight, or at each month's first day for a long window
+        if (report.now - report.since).days <= 31 or day.day == 1:
+            grid.append(f"M{(day.timestamp() - start) / seconds:.1f} 0v{HEIGHT}")
         day += timedelta(days=1)
+    parts = [f'<svg viewBox="0 0 {n} {HEIGHT}" preserveAspectRatio="none" role="img" '
+             f'aria-label="timeline of {e(name)}" data-t="{start:.0f} {seconds}" '
+             f'data-l="{e(",".join(label for label, _ in tooltip))}" data-v="{_tooltip_values(tooltip, n)}">',
+             f'<path class="grid" d="{"".join(grid)}" stroke="#ddd" vector-effect="non-scaling-stroke"/>']
+    spans = []  # the listed gaps, shaded (their words are in the list below the timeline)
     for gap in gaps:
-        x1, x2 = _x(max(gap.start, report.since), report), _x(gap.end, report)
-        parts.append(f'<rect class="gap" x="{x1}" y="4" width="{max(1.0, x2 - x1)}" height="{ROW_HEIGHT - 18}" '
-                     f'fill="#ff9800" fill-opacity=".3"><title>{e(_gap_label(gap))}</title></rect>')
-    parts += marks
+        x1 = max(0.0, (gap.start.timestamp() - start) / seconds)
+        x2 = min(n, (gap.end.timestamp() - start) / seconds)
+        spans.append(f"M{x1:.2f} 0h{max(0.3, x2 - x1):.2f}v{HEIGHT}H{x1:.2f}Z")
+    if spans:
+        parts.append(f'<path class="gaps" d="{"".join(spans)}" fill="#ff9800" fill-opacity=".3"/>')
+    for css_class, colour, path in layers:
+        if path and css_class == "changes":
+            parts.append(f'<path class="{css_class}" d="{path}" stroke="{colour}" stroke-width="2" '
+                         f'vector-effect="non-scaling-stroke"/>')
+        elif path:
+            parts.append(f'<path class="{css_class}" d="{path}" fill="{colour}"/>')
     parts.append("</svg>")
-    return "".join(parts)
+    end = min(report.now, timeline.bucket(len(next(iter(timeline.series.values())))))
+    return (f'<figure class="timeline" style="margin:.3em 0">{"".join(parts)}<div class="axis">'
+            f'<span>{timeline.start:%Y-%m-%d}</span><span>{e(_when(end))}</span></div></figure>')
 
 
-def _check_marks(t: Target, report: Report) -> list[str]:
+def _tooltip_values(tooltip: list[tuple[str, list[int] | None]], n: int) -> str:
+    columns = []
+    for i in range(n):
+        counts = [str(values[i]) if values is not None else "" for _, values in tooltip]
+        while counts and counts[-1] in ("0", ""):
+            counts.pop()
+        columns.append(",".join(c if c != "0" else "" for c in counts))
+    return ";".join(columns)
+
+
+def _missed(runs: list[int], expected: list[int] | None, interval: int | None, seconds: int) -> list[int] | None:
+    """Missed runs per column: only when a column spans an interval at least (a shorter one
+    may hold no scheduled run and still have a run, or the reverse)."""
+    if expected is None or not interval or seconds < interval:
+        return None
+    return [max(0, e - r) for e, r in zip(expected, runs)]
+
+
+def _bars(stack: list[tuple[str, str, list[int]]], missed: list[int] | None, expected: list[int] | None) -> list:
+    """A column's runs as stacked bars from the bottom (`stack`: class, colour, counts; the first
+    at the bottom) and its missed runs from the top, each a share of what the schedule asked for
+    (or, without a schedule, of the busiest column). Drawn tallest first, each over the one before."""
+    totals = [sum(column) for column in zip(*(counts for _, _, counts in stack))]
+    if missed is None or expected is None:
+        shares = [1 / (max(totals, default=0) or 1)] * len(totals)
+    else:
+        shares = [1 / (max(e, t) or 1) for e, t in zip(expected, totals)]
+    layers, below = [], totals
+    for css_class, colour, counts in reversed(stack):
+        layers.append((css_class, colour, _area([b * f for b, f in zip(below, shares)]) if any(below) else ""))
+        below = [b - c for b, c in zip(below, counts)]
+    if missed and any(missed):
+        layers.append(("missed", "#ffb74d", _area([m * f for m, f in zip(missed, shares)], top=True)))
+    return layers
+
+
+def _target_svg(t: Target, report: Report) -> str:
+    per, _ = _columns(t.timeline)
+    checks, changes, errors = (_merge(t.timeline.series[k], per) for k in ("checks", "changes", "errors"))
+    expected = _merge(t.timeline.expected, per)
+    missed = _missed([c + e for c, e in zip(checks, errors)], expected, t.interval, t.timeline.seconds * per)
+    layers = _bars([("checks", "#bdbdbd", checks), ("errors", "#d50000", errors)], missed, expected)
+    layers.append(("changes", "#1565c0", _ticks(changes)))
+    tooltip = [("checks", checks), ("changes", changes), ("failed", errors), ("missed", missed)]
+    return _svg(t.name, t.timeline, report, layers, tooltip, t.gaps)
+
+
+def _refresh_svg(job: Refresh, report: Report) -> str:
+    per, _ = _columns(job.timeline)
+    ok, errors, running = (_merge(job.timeline.series[k], per) for k in ("ok", "errors", "running"))
+    expected = _merge(job.timeline.expected, per)
+    runs = [a + b + c for a, b, c in zip(ok, errors, running)]
+    missed = _missed(runs, expected, job.interval, job.timeline.seconds * per)
+    layers = _bars([("runs", "#81c784", ok), ("errors", "#d50000", errors), ("running", "#757575", running)],
+                   missed, expected)
+    tooltip = [("succeeded", ok), ("failed", errors), ("running", running), ("missed", missed)]
+    return _svg(job.name, job.timeline, report, layers, tooltip, job.gaps)
+
+
+def _period(d: Day | RefreshDay) -> str:
+    if d.length == 1:
+        return d.day.isoformat()
+    return f"{d.day.isoformat()} +{d.length - 1}d"
+
+
+def _gaps_html(item: Target | Refresh) -> str:
     e = html_escape.escape
-    marks = []
-    for ts, changed in t.checks:
-        x = _x(ts, report)
-        if changed:
-            marks.append(f'<line class="change" x1="{x}" y1="4" x2="{x}" y2="{ROW_HEIGHT - 14}" stroke="#1565c0" '
-                         f'stroke-width="2"><title>changed {e(_when(ts))}</title></line>')
+    items = "".join(f"<li>{e(_gap_label(g))}</li>" for g in item.gaps)
+    earlier = f"<li>{_earlier_gaps(item.earlier_gaps)}</li>" if item.earlier_gaps else ""
+    return f"<ul>{earlier}{items}</ul>" if items or earlier else ""
+
+
+def _diff_html(lines: list[str]) -> str:
+    e = html_escape.escape
+    css = {"+": "a", "-": "d", "@": "h"}
+    return "\n".join(f'<span class="{css[line[0]]}">{e(line)}</span>' if line[:1] in css else e(line) for line in lines)
+
+
+def _versions_html(t: Target) -> str:
+    if not t.versions:
+        return ""
+    items = []
+    for i, v in enumerate(t.versions):
+        head = (f"{'current, ' if i == 0 else ''}seen {_when(v.first_seen)} to {_when(v.last_seen)}, "
+                f"{v.checks} checks, {_size(v.size)}")
+        if v.diff is None:
+            body = "<p class=meta>the oldest version kept</p>" if len(t.versions) == t.contents else ""
+        elif not v.diff:
+            body = "<p class=meta>no difference in the first characters compared</p>"
         else:
-            marks.append(f'<line class="check" x1="{x}" y1="18" x2="{x}" y2="{ROW_HEIGHT - 20}" stroke="#9e9e9e"/>')
-    for at, error in t.errors:
-        x = _x(at, report)
-        marks.append(f'<line class="error" x1="{x}" y1="10" x2="{x}" y2="{ROW_HEIGHT - 16}" stroke="#d50000" '
-                     f'stroke-width="2"><title>{e(_when(at))}: {e(error)}</title></line>')
-    return marks
+            more = f"\n… {v.diff_cut} more lines" if v.diff_cut else ""
+            note = f" (on the first {history.VERSION_CHARS:,} characters)" if v.truncated else ""
+            body = (f"<details><summary>diff against the version before{note}</summary>"
+                    f'<pre class="diff">{_diff_html(v.diff)}{more}</pre></details>')
+        items.append(f"<li><p class=meta>{html_escape.escape(head)}</p>{body}</li>")
+    return (f'<details class="versions"><summary>{len(t.versions)} newest of {t.contents} versions</summary>'
+            f'<ol class="versions">{"".join(items)}</ol></details>')
 
 
-# A refresh run's mark: its class and colour by outcome.
-RUN_MARKS = {"ok": ("run", "#2e7d32"), "error": ("error", "#d50000"), "running": ("running", "#9e9e9e")}
-
-
-def _run_marks(job: Refresh, report: Report) -> list[str]:
+def _target_html(t: Target, i: int, report: Report) -> str:
     e = html_escape.escape
-    marks = []
-    for run in job.runs:
-        x = _x(run.started_at, report)
-        css_class, colour = RUN_MARKS.get(run.outcome, RUN_MARKS["running"])
-        title = f"{_when(run.started_at)}: {_run_label(run)}" + (f": {run.error}" if run.error else "")
-        marks.append(f'<line class="{css_class}" x1="{x}" y1="10" x2="{x}" y2="{ROW_HEIGHT - 16}" stroke="{colour}" '
-                     f'stroke-width="2"><title>{e(title)}</title></line>')
-    return marks
-
-
-def _target_html(t: Target, report: Report) -> str:
-    e = html_escape.escape
-    healthy = t.error_streak == 0 and not t.gaps and not t.missed
+    healthy = t.error_streak == 0 and not t.gaps and not t.missed and not t.earlier_gaps
     status = (f'<span class="bad">{t.error_streak} failed checks in a row: {e(t.last_error or "")}</span>'
               if t.error_streak else '<span class="ok">last check succeeded</span>')
-    rows = "".join(
-        f'<tr{" class=short" if d.missed else ""}><td>{d.day.isoformat()}</td><td>{d.checks}</td>'
-        f'<td>{d.changes}</td><td>{d.errors}</td><td>{"" if d.missed is None else d.missed}</td></tr>'
-        for d in t.days)
-    gaps = "".join(f"<li>{e(_gap_label(g))}</li>" for g in t.gaps)
+    rows = "".join(  # end tags left out (valid HTML): a year of rows for 100 targets stays small
+        f'<tr{" class=short" if d.missed else ""}><td>{_period(d)}<td>{d.checks}'
+        f'<td>{d.changes}<td>{d.errors}<td>{"" if d.missed is None else d.missed}'
+        for d in history.periods(t.days, report.since, report.period_days))
+    first = "day" if report.period_days == 1 else f"{report.period_days} days from"
     return f"""
-<section class="target{' healthy' if healthy else ''}" data-target="{e(t.name)}">
+<section class="target{' healthy' if healthy else ''}" id="t{i}" data-target="{e(t.name)}">
 <h2>{e(t.name)}</h2>
 <p class="meta"><a href="{e(t.url)}">{e(t.url)}</a> · {('every ' + e(t.every)) if t.every else 'schedule unknown'}
  · last check {e(_when(t.last_check))} · last change {e(_when(t.last_change))} · {status}</p>
-{_timeline(t.name, t.gaps, _check_marks(t, report), report)}
+{_target_svg(t, report)}
 <details><summary>{len(t.days)} days: {sum(d.checks for d in t.days)} checks, {sum(d.changes for d in t.days)}
  changes, {sum(d.errors for d in t.days)} failed, {t.missed} missed</summary>
-<table><tr><th>day</th><th>checks</th><th>changes</th><th>errors</th><th>missed</th></tr>{rows}</table>
-{f'<ul>{gaps}</ul>' if gaps else ''}</details>
+<div class="scroll"><table><tr><th>{first}</th><th>checks</th><th>changes</th><th>errors</th><th>missed</th></tr>{rows}</table></div>
+{_gaps_html(t)}</details>
+{_versions_html(t)}
 </section>"""
 
 
-def _refresh_html(job: Refresh, report: Report) -> str:
+def _refresh_html(job: Refresh, i: int, report: Report) -> str:
     e = html_escape.escape
-    healthy = job.error_streak == 0 and not job.gaps and not job.missed
+    healthy = job.error_streak == 0 and not job.gaps and not job.missed and not job.earlier_gaps
     if job.error_streak:
         status = f'<span class="bad">{job.error_streak} failed runs in a row: {e(job.last_error or "")}</span>'
     else:  # the streak is 0 after a success, or before any run ended
         status = '<span class="ok">last finished run succeeded</span>' if job.last_ok else "no run finished yet"
     last_run = f"{_when(job.last_run.started_at)}: {_run_label(job.last_run)}" if job.last_run else "never"
-    rows = "".join(
-        f'<tr{" class=short" if d.missed else ""}><td>{d.day.isoformat()}</td><td>{d.runs}</td><td>{d.errors}</td>'
-        f'<td>{"" if d.missed is None else d.missed}</td><td>{_duration(d.median_seconds)}</td>'
-        f'<td>{_duration(d.longest_seconds)}</td></tr>'
-        for d in job.days)
-    gaps = "".join(f"<li>{e(_gap_label(g))}</li>" for g in job.gaps)
+    rows = "".join(  # end tags left out, as for targets
+        f'<tr{" class=short" if d.missed else ""}><td>{_period(d)}<td>{d.runs}<td>{d.errors}'
+        f'<td>{"" if d.missed is None else d.missed}<td>{_duration(d.median_seconds)}'
+        f'<td>{_duration(d.longest_seconds)}'
+        for d in job.periods)
+    first = "day" if report.period_days == 1 else f"{report.period_days} days from"
     durations = (f"; median {_duration(job.median_seconds)}, longest {_duration(job.longest_seconds)}"
                  if job.longest_seconds is not None else "")
     return f"""
-<section class="refresh{' healthy' if healthy else ''}" data-refresh="{e(job.name)}">
+<section class="refresh{' healthy' if healthy else ''}" id="r{i}" data-refresh="{e(job.name)}">
 <h2>{e(job.name)}</h2>
 <p class="meta">refresh job · {('every ' + e(job.every)) if job.every else 'schedule unknown'}
  · last run {e(last_run)} · last success {e(_when(job.last_ok))} · {status}</p>
-{_timeline(job.name, job.gaps, _run_marks(job, report), report)}
+{_refresh_svg(job, report)}
 <details><summary>{len(job.days)} days: {sum(d.runs for d in job.days)} runs, {sum(d.errors for d in job.days)}
  failed, {job.missed} missed{durations}</summary>
-<table><tr><th>day</th><th>runs</th><th>failed</th><th>missed</th><th>median</th><th>longest</th></tr>{rows}</table>
-{f'<ul>{gaps}</ul>' if gaps else ''}</details>
+<div class="scroll"><table><tr><th>{first}</th><th>runs</th><th>failed</th><th>missed</th><th>median</th><th>longest</th></tr>{rows}</table></div>
+{_gaps_html(job)}</details>
 </section>"""
+
+
+def _summary_html(report: Report, rows) -> str:
+    e = html_escape.escape
+    anchors = {id(t): f"t{i}" for i, t in enumerate(report.targets)}
+    anchors.update({id(j): f"r{i}" for i, j in enumerate(report.refreshes)})
+    lines = "".join(
+        f'<tr class="{state}"><td class="state {state}">{state}</td>'
+        f'<td><a href="#{anchors[id(item)]}">{e(item.name)}</a></td>'
+        f'<td class="kind">{kind}</td><td>{e(words)}</td></tr>'
+        for state, kind, item, words in rows)
+    table = f'<div class="scroll"><table class="summary">{lines}</table></div>' if lines else ""
+    return f'<section id="summary"><h2>Summary: {e(_counts(rows))}</h2>{table}</section>'
 
 
 def html(report: Report) -> str:
     e = html_escape.escape
     db = report.database
-    sections = [_target_html(t, report) for t in report.targets]
-    sections += [_refresh_html(job, report) for job in report.refreshes]
+    rows = summary(report)
+    sections = [_target_html(t, i, report) for i, t in enumerate(report.targets)]
+    sections += [_refresh_html(job, i, report) for i, job in enumerate(report.refreshes)]
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>History report {e(_when(report.now))}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>History report {e(_when(report.now))}</title>
 <style>{STYLE}</style></head>
 <body>
 <h1>History report</h1>
 <p class="meta">{e(_when(report.now))}, days from {report.since.date()} (UTC).
 {e(report.note or '')}</p>
-<p class="legend"><span><i class="swatch" style="background:#9e9e9e"></i> check</span>
+<p class="meta">Database: {_size(db.size_bytes)} of {_size(db.limit_bytes)}
+({100 * db.size_bytes / db.limit_bytes:.1f}% of the plan limit); {e(_forecast(db))}.</p>
+{_summary_html(report, rows)}
+<p class="legend"><span><i class="swatch" style="background:#bdbdbd"></i> checks</span>
+<span><i class="swatch" style="background:#81c784"></i> refresh runs</span>
 <span><i class="swatch" style="background:#1565c0"></i> change</span>
-<span><i class="swatch" style="background:#2e7d32"></i> refresh run</span>
 <span><i class="swatch" style="background:#d50000"></i> failed check or run</span>
-<span><i class="swatch" style="background:#ffcc80"></i> gap (missed runs)</span>
+<span><i class="swatch" style="background:#ffb74d"></i> missed runs, gaps</span>
 <label><input type="checkbox" id="problems-only"> only targets and jobs with problems</label></p>
 {''.join(sections) or '<p>Nothing checked or refreshed yet.</p>'}
 <h2>Database</h2>
 <p class="meta">{_size(db.size_bytes)} of {_size(db.limit_bytes)} ({100 * db.size_bytes / db.limit_bytes:.1f}% of the
-plan limit), {db.checks} checks recorded; rows: {e(', '.join(f'{k} {v}' for k, v in db.rows.items()))}</p>
+plan limit), {db.checks} checks recorded; rows: {e(', '.join(f'{k} {v}' for k, v in db.rows.items()))};
+{e(_forecast(db))}</p>
+<div id="tip" hidden></div>
 <script>{SCRIPT}</script>
 </body></html>
 """
