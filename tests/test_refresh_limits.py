@@ -16,7 +16,7 @@ import trustme
 from hypothesis import HealthCheck, given, settings, strategies as st
 from werkzeug import Response
 
-from shared.refresh import carto, postgres, run as refresh_run
+from shared.refresh import answer as carto_answer, carto, postgres, run as refresh_run
 from shared.refresh.job import RefreshJob
 from shared.refresh.outcome import Outcome
 from tests.carto_fixtures import FAST, KEY, TOKEN, emulator  # noqa: F401 (fixture)
@@ -240,8 +240,8 @@ def test_a_large_answer_through_the_emulator_is_counted(emulator):
     assert one.total_rows == 3000  # CARTO 3 gives no total_rows: the rows are counted as they come
 
 
-def reader_of(data: bytes, sizes) -> carto._AnswerReader:
-    reader, start, i = carto._AnswerReader(), 0, 0
+def reader_of(data: bytes, sizes) -> carto_answer.AnswerReader:
+    reader, start, i = carto_answer.AnswerReader(), 0, 0
     while start < len(data):
         size = sizes[i % len(sizes)]
         reader.feed(data[start:start + size])
@@ -249,7 +249,7 @@ def reader_of(data: bytes, sizes) -> carto._AnswerReader:
     return reader
 
 
-BOUND = (carto.KEEP_KEYS + len(carto.ALWAYS_KEEP) + 2) * carto.KEEP_BYTES + carto.HEAD_BYTES
+BOUND = (carto_answer.KEEP_KEYS + len(carto_answer.ALWAYS_KEEP) + 2) * carto_answer.KEEP_BYTES + carto_answer.HEAD_BYTES
 
 
 @pytest.mark.parametrize("name, data", [
@@ -275,7 +275,7 @@ def test_the_reader_reports_what_a_refresh_needs():
     assert cut.body["hint"] == "h" and error.startswith("eéeé") and error.endswith("…")
     crowded = b"{" + b"".join(b'"k%d":%d,' % (i, i) for i in range(100)) + b'"rows":[1,2],"error":"late"}'
     answer = reader_of(crowded, [10]).answer()
-    assert (answer.rows, answer.body["error"], len(answer.body)) == (2, "late", carto.KEEP_KEYS + 1)
+    assert (answer.rows, answer.body["error"], len(answer.body)) == (2, "late", carto_answer.KEEP_KEYS + 1)
     for data, problem in [(b"", "empty answer"), (b" \r\n", "empty answer"),
                           (b'{"rows":[1,2', "answer is not JSON (the JSON ended early, after 12 bytes)"),
                           (b'{"rows":[]} {}', "answer is not JSON (more after the JSON object)"),

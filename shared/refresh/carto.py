@@ -15,34 +15,29 @@ statement fails after rows started streaming. Waits, all bounded by one deadline
   within the read timeout, an error saying it timed out): run it as a job, as CARTO's docs say.
 - any other 4xx: fail at once with CARTO's own message and hint.
 
-Answers are read as they arrive (stream=True) and never held whole: `_AnswerReader` counts the
-rows and keeps only what a refresh reports (the first row, `total_rows`, `error`, `hint`...),
+Answers are read as they arrive (stream=True) and never held whole: answer.AnswerReader counts
+the rows and keeps only what a refresh reports (the first row, `total_rows`, `error`, `hint`...),
 each value cut at KEEP_BYTES, so memory does not grow with what CARTO sends. The deadline
-bounds the whole exchange: a timer shuts down the run's sockets when it passes, so an answer
-that trickles in (a few bytes within each read timeout) ends there too.
+bounds the whole exchange: a timer shuts down the run's sockets when it passes (deadline.py), so
+an answer that trickles in (a few bytes within each read timeout) ends there too.
 """
 
-import functools
-import json
 import logging
 import math
 import random
 import re
-import socket
-import threading
 import time
-import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3 import connection as u3_connection, connectionpool as u3_pool, exceptions as u3_exceptions, \
-    poolmanager as u3_poolmanager
+from urllib3 import exceptions as u3_exceptions
 from urllib3.exceptions import ReadTimeoutError
 
 from shared import USER_AGENT
 from shared.platform import log
+from shared.refresh.answer import CHUNK_BYTES, Answer, AnswerReader, short
+from shared.refresh.deadline import DeadlineAdapter, Watchdog
 from shared.refresh.job import RefreshJob
 from shared.refresh.outcome import Outcome
 
@@ -67,15 +62,6 @@ JOB_DONE = {"done", "success", "succeeded", "completed"}
 EXPIRED_JOB = re.compile(r"Job with id \S+ not found")
 # However soon a 429's Retry-After says (0 included), a rate-limited API is not asked again sooner.
 MIN_RATE_LIMIT_WAIT = 1.0
-# What one answer may cost in memory, whatever its size: read CHUNK_BYTES at a time; keep at
-# most KEEP_KEYS top-level values (the rows aside), KEEP_BYTES each, and the first row.
-CHUNK_BYTES = 64 * 1024
-KEEP_BYTES = 16 * 1024
-KEEP_KEYS = 32
-HEAD_BYTES = 512  # of the answer as it came, for messages about answers that are not JSON
-# Kept however many keys came before them: what decides success, and what is reported.
-ALWAYS_KEEP = frozenset({"error", "hint", "detail", "context", "total_rows", "status", "failed_reason",
-                         "job_id", "jobId"})
 MESSAGE_CHARS = 2000  # of CARTO's own message in a reason
 
 
@@ -119,6 +105,10 @@ class _StatementTimeout(CartoError):
     minute): go to the Batch API (v2) or a job (CARTO 3)."""
 
 
+class _OutOfTime(Exception):
+    """The deadline passed while an answer was being read."""
+
+
 @dataclass(frozen=True)
 class Endpoints:
     query: str
@@ -143,8 +133,8 @@ def refresh(job: RefreshJob, deadline: float, *, timing: Timing = Timing(),
     own_session = session is None
     session = session or requests.Session()
     session.headers["User-Agent"] = USER_AGENT
-    watchdog = _Watchdog(deadline)
-    adapter = _DeadlineAdapter(watchdog)
+    watchdog = Watchdog(deadline)
+    adapter = DeadlineAdapter(watchdog)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     try:
@@ -159,7 +149,7 @@ class _Run:
     """One refresh: the job, its deadline and what happened so far (for the give-up message)."""
 
     def __init__(self, job: RefreshJob, deadline: float, timing: Timing, session: requests.Session,
-                 watchdog: "_Watchdog"):
+                 watchdog: Watchdog):
         log.add_secret(job.api_key)
         self.job, self.deadline, self.timing, self.session = job, deadline, timing, session
         self.watchdog = watchdog
@@ -189,7 +179,7 @@ class _Run:
         job_id = created.get(self.urls.job_id_key)
         if not isinstance(job_id, str) or not re.match(r"^[\w.-]+$", job_id):
             raise CartoError(self.job.name, f"the Batch API answered without a usable {self.urls.job_id_key}:"
-                             f" {_short(created)}")
+                             f" {short(created)}")
         logger.info("%s: batch job %s created", self.job.name, job_id)
         status, current, delay = _status(created), created, self.timing.poll_initial
         while status in JOB_WAITING:
@@ -238,7 +228,7 @@ class _Run:
         return {"auth": (self.job.carto_user(), self.job.api_key)}
 
     def call(self, method: str, url: str, what: str, *, sync_query: bool = False, job_answer: bool = False,
-             **kwargs) -> "_Answer":
+             **kwargs) -> Answer:
         """One API call with its retries; what a success answered. `sync_query`: the
         synchronous statement, which may time out into a job. `job_answer`: a job object, whose
         `error` is the job's failure (read from its status), not the call's."""
@@ -254,7 +244,7 @@ class _Run:
                     self.give_up(tries - 1, self.problem)
                 raise CartoError(self.job.name, f"no time left for {what} (time budget used up)")
             timeout = (min(self.job.connect_timeout, remaining), min(read_timeout, remaining))
-            sent, reader = time.monotonic(), _AnswerReader()
+            sent, reader = time.monotonic(), AnswerReader()
             try:
                 with self.session.request(method, url, timeout=timeout, allow_redirects=False, stream=True,
                                           **kwargs) as response:
@@ -314,7 +304,7 @@ class _Run:
                 message = f"redirected to {response.headers.get('Location')!r}: set the endpoint to the final address"
             raise CartoError(self.job.name, message, status, hint, meaning)
 
-    def read(self, response: requests.Response, reader: "_AnswerReader") -> None:
+    def read(self, response: requests.Response, reader: AnswerReader) -> None:
         """Feed the answer to `reader` as it arrives, what has come at a time (urllib3's read1:
         requests' iter_content waits for whole chunks); _OutOfTime if the deadline passes
         first. A socket read blocked on a server that trickles is ended by the watchdog."""
@@ -371,7 +361,7 @@ def _status(job_body: dict) -> str:
     return status.lower() if isinstance(status, str) else "unknown"
 
 
-def _message(answer: "_Answer", response: requests.Response) -> str:
+def _message(answer: Answer, response: requests.Response) -> str:
     """CARTO's own words: `error` is a list of messages (v2) or a string (v3)."""
     body = answer.body
     error = body.get("error") if body is not None else None
@@ -383,15 +373,11 @@ def _message(answer: "_Answer", response: requests.Response) -> str:
         if answer.problem == "empty answer":
             return response.reason or "empty answer"
         return f"{response.reason or 'no reason'} ({answer.problem})"
-    return f"{response.reason or 'unexpected answer'}: {_short(body)}"
+    return f"{response.reason or 'unexpected answer'}: {short(body)}"
 
 
 def _cut(text: str) -> str:
     return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS] + "…"
-
-
-def _short(body) -> str:
-    return log.redact(repr(body)[:200])
 
 
 def _seconds(value: str | None) -> float | None:
@@ -444,356 +430,3 @@ def _network_problem(exc: requests.RequestException) -> str:
         return "connection refused"
     return f"network error: {type(exc).__name__}: {text[:200]}"
 
-
-# -- answers, read as they arrive -------------------------------------------------------------
-
-class _OutOfTime(Exception):
-    """The deadline passed while an answer was being read."""
-
-
-class _Answer:
-    """What a refresh needs of one answer. `body`: its top-level keys, `rows` aside (values
-    longer than KEEP_BYTES cut: a string to its beginning and "…", anything else None); None
-    when the answer is not a JSON object, and `problem` says why. `rows`: how many `rows` it
-    had (None without a `rows` array); `first_row`: the first, parsed (None if cut).
-    (A plain class: a dataclass costs the Lambda's cold start a little more.)"""
-    __slots__ = ("body", "rows", "first_row", "size", "problem")
-
-    def __init__(self, body: dict | None, rows: int | None = None, first_row=None, size: int = 0,
-                 problem: str | None = None):
-        self.body, self.rows, self.first_row, self.size, self.problem = body, rows, first_row, size, problem
-
-
-def _nested(levels: int) -> bytes:
-    """A regular expression for one JSON array or object nested at most `levels` deep
-    (brackets are not paired by kind: this finds where a value ends, it does not validate)."""
-    atom = rb'[^"{}\[\]]++|"(?:[^"\\]++|\\.)*+"'
-    value = rb"[{\[](?:" + atom + rb")*+[}\]]"
-    for _ in range(levels - 1):
-        value = rb"[{\[](?:" + atom + rb"|" + value + rb")*+[}\]]"
-    return value
-
-
-# One token: a string (group 1 is its closing quote, absent when the chunk ends inside it), a
-# bracket, a comma, a colon, or the run of bytes of a number, true, false or null.
-_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+(")?|[\[\]{},:]|[^\s"\[\]{},:]++', re.S)
-_STRING_REST = re.compile(rb'(?:[^"\\]++|\\.)*+', re.S)
-_SCALAR = re.compile(rb'[^\s"\[\]{},:]++')
-# The rows of an answer, most often objects a few levels deep: many at once, at C speed.
-# Compiled on first use (some milliseconds: not at import, in a Lambda's cold start).
-_ROW_LEVELS = 8
-
-
-@functools.cache
-def _row_patterns() -> tuple[re.Pattern, re.Pattern]:
-    """(one row, several rows with their commas)."""
-    row = _nested(_ROW_LEVELS)
-    return re.compile(row, re.S), re.compile(rb"(?:[\s,]*+(?:" + row + rb"))++", re.S)
-_QUOTE, _OPEN_OBJECT, _OPEN_ARRAY, _CLOSE_OBJECT, _CLOSE_ARRAY, _COMMA, _COLON = b'"{[}],:'
-
-
-class _Capture:
-    """The bytes of one thing being kept, up to KEEP_BYTES: a top-level key, the value of key
-    `name`, or the first row; `depth`: where it sits."""
-    __slots__ = ("kind", "name", "depth", "data", "cut")
-
-    def __init__(self, kind: str, depth: int, name: str | None = None):
-        self.kind, self.name, self.depth, self.data, self.cut = kind, name, depth, bytearray(), False
-
-    def add(self, data: bytes, start: int, end: int) -> None:
-        room = KEEP_BYTES - len(self.data)
-        if end - start > room:
-            self.cut, end = True, start + max(0, room)
-        if end > start:
-            self.data += data[start:end]
-
-
-class _AnswerReader:
-    """Reads a JSON answer chunk by chunk and keeps only what a refresh reports: each top-level
-    key's value (those of ALWAYS_KEEP, and KEEP_KEYS others at most, each cut at KEEP_BYTES),
-    how many elements `rows` has, and the first of them. What it holds is bounded by those
-    limits, whatever the size of the answer: its `peak` (the most bytes it kept at once) is
-    there for tests to check.
-
-    It finds where values begin and end (strings, escapes, brackets), cut anywhere by chunk
-    boundaries; it does not validate what it skips, but what it keeps is parsed with `json`.
-    """
-
-    def __init__(self):
-        self.size = self.peak = 0
-        self.head = bytearray()
-        self.depth = 0  # 1 inside the top-level object, 2 inside one of its values, ...
-        self.started = self.is_object = self.done = self.trailing = False
-        self.in_string = self.escape_pending = self.in_scalar = False  # a token going on in the next chunk
-        self.expect_key = False  # at depth 1: a string now is a key, not a value
-        self.key: str | None = None  # the top-level key whose value comes next
-        self.in_rows = False
-        self.rows: int | None = None
-        self.first_row: tuple[bytes, bool] | None = None
-        self.values: dict[str, tuple[bytes, bool]] = {}
-        self.capture: _Capture | None = None
-        self.capture_from = 0
-
-    def feed(self, data: bytes) -> None:
-        if not data:
-            return
-        if len(self.head) < HEAD_BYTES:
-            self.head += data[:HEAD_BYTES - len(self.head)]
-        if self.size == 0 and data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark
-            data = data[3:]
-        self.size += len(data)
-        if self.started and not self.is_object or self.trailing:
-            return  # not an object: only the head is kept, for the message
-        n, pos = len(data), 0
-        self.capture_from = 0
-        if self.in_string:  # a string went on past the last chunk
-            if self.escape_pending:
-                self.escape_pending, pos = False, 1
-            end = _STRING_REST.match(data, min(pos, n)).end()
-            if end >= n:
-                pos = n
-            elif data[end] == _QUOTE:
-                self.in_string, pos = False, end + 1
-                self._token_end(data, pos)
-            else:  # a backslash ends the chunk: it escapes the next one's first byte
-                self.escape_pending, pos = True, n
-        elif self.in_scalar:
-            match = _SCALAR.match(data)
-            pos = match.end() if match else 0
-            if pos < n:
-                self.in_scalar = False
-                self._token_end(data, pos)
-        if pos < n:
-            self._tokens(data, pos, n)
-        if self.capture is not None:
-            self.capture.add(data, self.capture_from, n)
-        kept = sum(len(raw) for raw, _ in self.values.values()) + len(self.head)
-        kept += len(self.capture.data) if self.capture is not None else 0
-        kept += len(self.first_row[0]) if self.first_row else 0
-        self.peak = max(self.peak, kept)
-
-    def _tokens(self, data: bytes, pos: int, n: int) -> None:
-        search = _TOKEN.search
-        one_row, many_rows = _row_patterns()
-        while True:
-            if self.in_rows and self.depth == 2 and self.capture is None and self.rows:
-                match = many_rows.match(data, pos)  # whole rows: count them without a token each
-                if match:
-                    self.rows += len(one_row.findall(data, pos, match.end()))
-                    pos = match.end()
-            match = search(data, pos)
-            if match is None:
-                return
-            start, end = match.span()
-            pos, c, depth = end, data[start], self.depth
-            if depth == 0:
-                if self.done:
-                    self.trailing = True  # more after the object: not JSON
-                    return
-                if not self.started:
-                    self.started, self.is_object = True, c == _OPEN_OBJECT
-                    if not self.is_object:
-                        return
-            if c == _OPEN_OBJECT or c == _OPEN_ARRAY:
-                if depth == 1 and not self.expect_key:
-                    self._value_start(start, c)
-                elif depth == 2 and self.in_rows:
-                    self._row_start(start)
-                elif depth == 0:
-                    self.expect_key = True
-                self.depth = depth + 1
-            elif c == _CLOSE_OBJECT or c == _CLOSE_ARRAY:
-                self.depth = depth = depth - 1
-                if depth <= 1:
-                    self.in_rows = False
-                    self.done = depth == 0
-                if self.capture is not None and depth == self.capture.depth:
-                    self._finish(data, end)
-            elif c == _COMMA:
-                if depth == 1:
-                    self.expect_key = True
-            elif c == _COLON:
-                if depth == 1:
-                    self.expect_key = False
-            else:  # a string or a scalar
-                if depth == 1:
-                    if self.expect_key:
-                        self.key = None
-                        self.capture, self.capture_from = _Capture("key", 1), start
-                    else:
-                        self._value_start(start, c)
-                elif depth == 2 and self.in_rows:
-                    self._row_start(start)
-                if c == _QUOTE:
-                    if match.lastindex is None:  # no closing quote in this chunk
-                        self.in_string, self.escape_pending = True, end < n
-                        return
-                elif end == n:
-                    self.in_scalar = True
-                    return
-                self._token_end(data, end)
-
-    def _value_start(self, start: int, c: int) -> None:
-        key, self.key = self.key, None
-        if key == "rows" and c == _OPEN_ARRAY:
-            self.in_rows, self.rows, self.first_row = True, 0, None
-        elif key is not None and (len(self.values) < KEEP_KEYS or key in ALWAYS_KEEP or key in self.values):
-            self.capture, self.capture_from = _Capture("value", 1, key), start
-
-    def _row_start(self, start: int) -> None:
-        self.rows += 1
-        if self.rows == 1:
-            self.capture, self.capture_from = _Capture("row", 2), start
-
-    def _token_end(self, data: bytes, end: int) -> None:
-        if self.capture is not None and self.capture.depth == self.depth:
-            self._finish(data, end)
-
-    def _finish(self, data: bytes, end: int) -> None:
-        capture, self.capture = self.capture, None
-        capture.add(data, self.capture_from, end)
-        if capture.kind == "key":
-            key = None if capture.cut else _loads(capture.data)
-            self.key = key if isinstance(key, str) else None
-        elif capture.kind == "row":
-            self.first_row = (bytes(capture.data), capture.cut)
-        else:
-            self.values[capture.name] = (bytes(capture.data), capture.cut)
-
-    def answer(self) -> _Answer:
-        """What the answer said, once it has all arrived."""
-        if not self.started:
-            return _Answer(None, size=self.size, problem="empty answer" if not self.head.strip() else
-                           f"answer is not JSON: {self._head_text()!r}")
-        if not self.is_object:
-            if self.size <= HEAD_BYTES and (parsed := _loads(self.head)) is not None:
-                return _Answer(None, size=self.size, problem=f"answer is JSON but not an object: {_short(parsed)}")
-            return _Answer(None, size=self.size, problem=f"answer is not JSON: {self._head_text()!r}")
-        if not self.done or self.in_string or self.trailing:
-            what = "more after the JSON object" if self.trailing else f"the JSON ended early, after {self.size:,} bytes"
-            return _Answer(None, size=self.size, problem=f"answer is not JSON ({what}): {self._head_text()!r}")
-        body = {}
-        for key, (raw, cut) in self.values.items():
-            if cut:
-                body[key] = _beginning(raw)
-                continue
-            try:
-                body[key] = json.loads(raw)
-            except ValueError:
-                return _Answer(None, size=self.size, problem=f"answer is not JSON (its {key!r} is not):"
-                                                             f" {self._head_text()!r}")
-        first_row = None
-        if self.first_row is not None and not self.first_row[1]:
-            first_row = _loads(self.first_row[0])
-        return _Answer(body, self.rows, first_row, self.size)
-
-    def _head_text(self) -> str:
-        return log.redact(" ".join(self.head.decode("utf-8", "replace").split())[:200])
-
-
-def _loads(data: bytes):
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
-
-
-def _beginning(raw: bytes):
-    """What can be read of a value cut at KEEP_BYTES: the beginning of a string (or of a list's
-    first string, as v2's `error` is), else None."""
-    text = raw.decode("utf-8", "ignore").lstrip()
-    if text.startswith("["):
-        found = _beginning(text[1:].encode())
-        return [found] if found is not None else None
-    if not text.startswith('"'):
-        return None
-    for trim in range(7):  # a cut escape (\u12) or a backslash: drop it
-        try:
-            value = json.loads(text[:len(text) - trim] + '"')
-        except ValueError:
-            continue
-        if not isinstance(value, str):
-            return None
-        if value and "\ud800" <= value[-1] <= "\udbff":  # half of a pair the cut split
-            value = value[:-1]
-        return value + "…"
-    return None
-
-
-# -- the deadline, down to the socket -----------------------------------------------------------
-
-class _Watchdog:
-    """Ends the run's connections when its deadline passes. Requests' read timeout bounds each
-    socket read, not their sum: a server that sends a byte within every read timeout (in its
-    headers or its body) would keep a read going past any deadline. The sockets are registered
-    as they connect; at the deadline a timer shuts them down, which ends a blocked read at once."""
-
-    def __init__(self, deadline: float):
-        self.fired = False
-        self.sockets: weakref.WeakSet = weakref.WeakSet()
-        self.lock = threading.Lock()
-        self.timer = threading.Timer(max(0.0, deadline - time.monotonic()), self.fire)
-        self.timer.daemon = True
-        self.timer.start()
-
-    def register(self, sock) -> None:
-        with self.lock:
-            self.sockets.add(sock)
-            fired = self.fired
-        if fired:
-            _shutdown(sock)
-
-    def fire(self) -> None:
-        with self.lock:
-            self.fired = True
-            sockets = list(self.sockets)
-        for sock in sockets:
-            _shutdown(sock)
-
-    def stop(self) -> None:
-        self.timer.cancel()
-
-
-def _shutdown(sock) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:  # closed already, or never connected
-        pass
-
-
-class _DeadlineAdapter(HTTPAdapter):
-    """requests' adapter whose connections register their sockets with a _Watchdog."""
-
-    def __init__(self, watchdog: _Watchdog):
-        self.watchdog = watchdog
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _pool_classes(self.watchdog)
-
-    def proxy_manager_for(self, proxy, **proxy_kwargs):
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if manager.pool_classes_by_scheme is u3_poolmanager.pool_classes_by_scheme:  # not SOCKS: its own
-            manager.pool_classes_by_scheme = _pool_classes(self.watchdog)
-        return manager
-
-
-def _pool_classes(watchdog: _Watchdog) -> dict:
-    def watched(base):
-        class Watched(base):
-            def _new_conn(self):
-                sock = super()._new_conn()
-                watchdog.register(sock)  # the plain socket: covers the time until TLS wraps it
-                return sock
-
-            def connect(self):
-                super().connect()
-                if self.sock is not None:
-                    watchdog.register(self.sock)  # with TLS, a new socket object on the same connection
-        return Watched
-
-    return {"http": type("HTTPConnectionPool", (u3_pool.HTTPConnectionPool,),
-                         {"ConnectionCls": watched(u3_connection.HTTPConnection)}),
-            "https": type("HTTPSConnectionPool", (u3_pool.HTTPSConnectionPool,),
-                          {"ConnectionCls": watched(u3_connection.HTTPSConnection)})}
