@@ -22,7 +22,14 @@ from shared.platform import log, schedule
 
 DEFAULT_JOBS_FILE = "jobs.toml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+NAME_RULE = "may use letters, digits, '_', '.', '-' (up to 100)"
+
+
+def valid_name(name) -> bool:
+    """Whether `name` can name a job: one line of safe characters (fullmatch: `$` would let a
+    trailing newline through, and a result line must stay one line)."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,8 @@ def entries(path: Path | None = None) -> list[Entry]:
                 raise ConfigError(f"{source}: [[{kind}]] #{index}: missing required key 'name'")
             if not isinstance(name, str):
                 raise ConfigError(f"{source}: [[{kind}]] #{index}: key 'name' must be a string")
-            if not _NAME.match(name):
-                raise ConfigError(f"{source}: [[{kind}]] job {name[:100]!r}: name may use letters, digits,"
-                                  " '_', '.', '-' (up to 100)")
+            if not valid_name(name):
+                raise ConfigError(f"{source}: [[{kind}]] job {name[:100]!r}: name {NAME_RULE}")
             if name in seen:
                 raise ConfigError(f"{source}: two [[{kind}]] jobs are named {name!r}")
             seen.add(name)

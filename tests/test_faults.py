@@ -129,3 +129,17 @@ def test_migrate_without_the_right_to_create_tables_never_reports_success(databa
         db.run("DROP ROLE visitor")
     assert (done.returncode, done.stdout) == (2, ""), done.stderr
     assert done.stderr.startswith("error: migrating the schema: permission denied for schema public (SQLSTATE 42501)")
+
+
+def test_any_other_server_error_becomes_one_line_of_failed_work(db):
+    """An error the server reports that is neither a refusal nor an outage (a full disk, a bad
+    row) ends a command as one line with exit 1 naming its SQLSTATE, never a traceback."""
+    from shared.errors import JobError
+
+    try:
+        db.run("SELECT 1 / 0")
+    except Exception as exc:  # noqa: BLE001 - pg8000's DatabaseError
+        problem = shared_db.classify(exc, "checking the schema")
+    assert isinstance(problem, JobError) and problem.exit_code == 1
+    assert str(problem) == "checking the schema: division by zero (SQLSTATE 22012)"
+    assert shared_db.classify(KeyError("a bug"), "x").__class__ is KeyError  # bugs stay bugs

@@ -68,7 +68,8 @@ def sqlstate(exc: BaseException) -> str | None:
 def classify(exc: BaseException, doing: str) -> Exception:
     """A driver error met while `doing` something, as the JobError a run ends with: refused
     (exit 2) when the database says no, unavailable (exit 1) when it is gone or too slow (a lock
-    held past the statement timeout), else the error itself (a bug, or one bad row)."""
+    held past the statement timeout), any other error of the server's as failed work naming its
+    SQLSTATE (a full disk, one bad row), and anything else (a bug) as itself."""
     code = sqlstate(exc)
     message = exc.args[0].get("M", str(exc)) if code else str(exc)
     if code in REFUSED:
@@ -77,6 +78,8 @@ def classify(exc: BaseException, doing: str) -> Exception:
     if code in ("57014", "55P03") or code and code.startswith("08") or code in TRANSIENT \
             or type(exc).__name__ == "InterfaceError" or isinstance(exc, (OSError, ConnectionError)):
         return DatabaseUnavailable(log.redact(f"{doing}: the database is unavailable: {message}"))
+    if code:
+        return WorkFailed(log.redact(f"{doing}: {message} (SQLSTATE {code})"))
     return exc
 
 
@@ -180,9 +183,10 @@ def _ssl_context(sslmode: str, rootcert: str | None = None):
     return context
 
 
-def connect(url: str | None = None, statement_timeout: str | None = None):
+def connect(url: str | None = None, statement_timeout: str | None = None, timeout: float | None = None):
     """Open a pg8000 native connection to `url` (default: $DATABASE_URL), with connect and
-    statement timeouts."""
+    statement timeouts. `timeout`: seconds to connect, when a caller's deadline is nearer than
+    CONNECT_TIMEOUT (a refresh's time budget)."""
     # Imported here: a CARTO refresh never touches PostgreSQL, and pg8000 with its SCRAM and
     # ASN.1 dependencies is a third of a handler's import time.
     import pg8000.native
@@ -195,7 +199,7 @@ def connect(url: str | None = None, statement_timeout: str | None = None):
         user=db.user,
         password=db.password,
         database=db.database,
-        timeout=CONNECT_TIMEOUT,
+        timeout=min(CONNECT_TIMEOUT, timeout) if timeout else CONNECT_TIMEOUT,
         application_name=NAME,
         startup_params={"statement_timeout": statement_timeout or STATEMENT_TIMEOUT, "TimeZone": "UTC"},
     )
@@ -241,10 +245,10 @@ def storable(text: str | None) -> str | None:
 
 
 @contextmanager
-def connection(url: str | None = None, statement_timeout: str | None = None):
+def connection(url: str | None = None, statement_timeout: str | None = None, timeout: float | None = None):
     """`connect()` as a context manager whose closing never raises: a connection that broke
     has nothing left to close, and its error must not replace the run's results."""
-    con = connect(url, statement_timeout)
+    con = connect(url, statement_timeout, timeout)
     try:
         yield con
     finally:

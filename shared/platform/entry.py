@@ -161,8 +161,13 @@ def command_line(command: str, argv: list[str] | None = None) -> int:
     """`python -m functions.<command> [options]`: the run's exit code."""
     import argparse  # here, not at the top: a Lambda cold start never needs it
 
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line, as for every other usage error (argparse: usage, then error)
+            print(f"error: {message} (see --help)", file=sys.stderr)
+            raise SystemExit(errors.USAGE)
+
     kind = kinds.by_command(command)
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=f"python -m functions.{command}", description=f"{kind.summary}: every [[{kind.name}]] job, or some.",
         epilog="Prints one line per job. Exit codes: 0 all done, 1 a job failed (the others still ran), "
                "2 bad usage or configuration.")
@@ -183,8 +188,11 @@ def command_line(command: str, argv: list[str] | None = None) -> int:
             value = getattr(args, flag.lstrip("-").replace("-", "_"))
             if value is not None:
                 os.environ[variable] = value
-        request = events.Request(jobs=args.job, url=getattr(args, "url", None), name=getattr(args, "name", None),
-                                 run_key=args.run_key, shard=shard.parse(args.shard) if args.shard else None)
+        name = events.argument(getattr(args, "name", None), "--name")
+        request = events.Request(jobs=[events.argument(job, "--job") for job in args.job] if args.job else None,
+                                 url=events.argument(getattr(args, "url", None), "--url"), name=name,
+                                 run_key=events.argument(args.run_key, "--run-key"),
+                                 shard=shard.parse(args.shard) if args.shard else None)
         results = run_request(kind, request, deadline(time_budget(kind, args.time_budget)))
         for result in results:
             if result.outcome == INVALID:  # the reason names file, job and key

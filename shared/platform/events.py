@@ -17,7 +17,9 @@ and every invoke is a new check.
 
 import json
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from shared import config
 from shared.errors import EventError
 
 
@@ -68,6 +70,8 @@ def parse(event) -> Request:
         jobs = [event["job"]]
     if jobs is not None and (not isinstance(jobs, list) or not all(isinstance(j, str) for j in jobs)):
         raise EventError("event 'job' must be a name, 'jobs' a list of names")
+    if jobs == []:  # not "every job": an event that names none must not run them all
+        raise EventError("event 'jobs' names no job")
     jobs = [_text(j, "job") for j in jobs] if jobs is not None else None
     key_name = next((k for k in ("run_key", "scheduled_time") if event.get(k)), None)
     run_key = event.get(key_name) if key_name else None
@@ -83,25 +87,40 @@ def parse(event) -> Request:
     url = _text(event.get("url"), "url")
     if url is not None and any(c.isspace() or ord(c) < 32 for c in url):
         raise EventError("event 'url' holds spaces or control characters")
+    if url is not None:
+        try:
+            urlsplit(url)
+        except ValueError as exc:  # not echoed: it may hold a password
+            raise EventError(f"event 'url' is not a valid URL ({exc})") from None
     schedule = event.get("schedule")
     if schedule is not None and not isinstance(schedule, str):
         raise EventError("event 'schedule' must be a schedule expression such as rate(10 minutes)")
-    return Request(jobs=jobs, url=url, name=_text(event.get("name"), "name"), run_key=run_key,
+    name = _text(event.get("name"), "name")
+    if name is not None and not config.valid_name(name):
+        raise EventError(f"event 'name' {config.NAME_RULE}")
+    return Request(jobs=jobs, url=url, name=name, run_key=run_key,
                    schedule=_text(schedule, "schedule"))
 
 
-def _text(value, key: str, default=None):
+def _text(value, key: str, default=None, what: str | None = None):
     """A string value of the event, checked: short, no NUL, no lone surrogate (what PostgreSQL
     and a log line can hold)."""
+    what = what or f"event {key!r}"
     if value is None:
         return default
     if not isinstance(value, str):
-        raise EventError(f"event {key!r} must be a string, not {type(value).__name__}")
+        raise EventError(f"{what} must be a string, not {type(value).__name__}")
     if not value or len(value) > MAX_TEXT:
-        raise EventError(f"event {key!r} must be 1 to {MAX_TEXT} characters")
+        raise EventError(f"{what} must be 1 to {MAX_TEXT} characters")
     if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
-        raise EventError(f"event {key!r} holds a NUL or an unpaired surrogate")
+        raise EventError(f"{what} holds a NUL or an unpaired surrogate")
     return value
+
+
+def argument(value: str | None, flag: str) -> str | None:
+    """A command-line value, checked as an event's (argv may carry undecodable bytes, which
+    Python turns into lone surrogates): an EventError (a ConfigError, exit 2) naming the option."""
+    return _text(value, flag, what=flag)
 
 
 def _check_time(value: str, key: str) -> None:

@@ -25,10 +25,27 @@ FORMATS = ("text", "json")
 RESULT_FIELDS = ("job", "outcome", "reason", "notice", "duration")
 
 
+# What a URL's path or query keeps as written (RFC 3986); urllib3 %-encodes the rest when it
+# sends the request, and a page echoing its request shows that form.
+URL_SAFE = "!$&'()*+,;=:@/?~"
+
+
 def add_secret(value: str | None) -> None:
     """Remember a value that must never appear in a log line (ignored if short or empty)."""
     if value and len(value) >= 4:
-        _secrets.add(value)
+        _secrets.update(form for form in _forms(value) if len(form) >= 4)
+
+
+def _forms(value: str) -> set[str]:
+    """A secret as it may be written where it is shown: as is, escaped by repr() (messages) or
+    JSON (JSON log lines), %-encoded as a request carries it, HTML-escaped (a page echoing its
+    URL). A secret with a quote, a backslash, a space or a non-ASCII letter differs in each."""
+    import html
+    from urllib.parse import quote, quote_plus
+
+    sent = quote(value, safe=URL_SAFE)
+    return {value, repr(value)[1:-1], json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+            html.escape(value), sent, html.escape(sent), quote(value, safe=""), quote_plus(value, safe="")}
 
 
 def redact(text: str) -> str:

@@ -9,17 +9,23 @@ hooks) costs 2.5 times the CPU of urllib3's for the same exchange (0.95 ms again
 per page here), which decides how many pages a run can check in parallel.
 """
 
+import heapq
+import itertools
 import re
+import socket
+import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (ConnectTimeoutError, HTTPError, LocationParseError, MaxRetryError,
                                 NameResolutionError, NewConnectionError, ReadTimeoutError, SSLError)
 
 from shared import USER_AGENT
-from shared.platform import db
+from shared.platform import db, log
 from shared.scrape import memory
 
 CONNECT_TIMEOUT = 10.0  # seconds to open the connection
@@ -42,14 +48,161 @@ class Page:
     redirected: bool = False
 
 
+# --- the whole exchange within its time ---------------------------------------------------
+# urllib3's timeouts bound each socket operation, not their sum: a server trickling its headers
+# (or a redirect's endless body, which urllib3 drains) one byte at a time keeps a fetch forever.
+# So each fetch has a watch: the sockets it uses are registered (a duplicate of their file
+# descriptor, so the watch never touches a descriptor the pool has reused), and a watchdog
+# thread shuts them down when its time is up; the blocked read then ends at once.
+
+_current = threading.local()  # the watch of the fetch running on this thread
+
+
+class _Watch:
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.expired = False
+        self.closed = False
+        self._socks: dict[int, socket.socket] = {}  # id(connection) -> duplicate of its socket
+        self._lock = threading.Lock()
+
+    def add(self, conn, sock) -> None:
+        try:
+            dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except (OSError, ValueError):
+            return
+        with self._lock:
+            old = None if self.closed else self._socks.pop(id(conn), None)
+            if self.closed:
+                old = dup
+            else:
+                self._socks[id(conn)] = dup
+                if self.expired:
+                    _shut(dup)
+        if old is not None:
+            old.close()
+
+    def drop(self, conn) -> None:
+        """`conn` goes back to the pool, for another fetch: no longer ours to shut down."""
+        with self._lock:
+            dup = self._socks.pop(id(conn), None)
+        if dup is not None:
+            dup.close()
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.expired = True
+            for dup in self._socks.values():
+                _shut(dup)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            socks, self._socks = list(self._socks.values()), {}
+        for dup in socks:
+            dup.close()
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Watchdog:
+    """One daemon thread for every fetch of the process: expires each watch at its deadline."""
+
+    def __init__(self):
+        self._heap: list = []
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: float) -> _Watch:
+        watch = _Watch(deadline)
+        with self._changed:
+            heapq.heappush(self._heap, (deadline, next(self._order), watch))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fetch-watchdog", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        return watch
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                while self._heap and self._heap[0][2].closed:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._changed.wait()
+                    continue
+                left = self._heap[0][0] - time.monotonic()
+                if left > 0:
+                    self._changed.wait(left)
+                    continue
+                heapq.heappop(self._heap)[2].expire()
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _watch_new(conn, sock) -> None:
+    watch = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.add(conn, sock)
+
+
+class _HTTPConnection(HTTPConnection):
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _watch_new(self, sock)  # before TLS: a trickled handshake is cut short too
+        return sock
+
+
+class _HTTPSConnection(HTTPSConnection):
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _watch_new(self, sock)
+        return sock
+
+
+class _WatchedPool:
+    """A host's pool whose connections are watched while a fetch holds them."""
+
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)
+        if conn.sock is not None:  # reused; a new one is watched as it connects
+            _watch_new(conn, conn.sock)
+        return conn
+
+    def _put_conn(self, conn) -> None:
+        watch = getattr(_current, "watch", None)
+        if watch is not None and conn is not None:
+            watch.drop(conn)
+        super()._put_conn(conn)
+
+
+class _HTTPPool(_WatchedPool, HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(_WatchedPool, HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
 def new_pool(hosts: int = 10, per_host: int = 2) -> urllib3.PoolManager:
     """Connections for a run: one pool per host, each keeping up to `per_host` alive for reuse."""
-    return urllib3.PoolManager(
+    manager = urllib3.PoolManager(
         num_pools=max(10, min(hosts, 1000)), maxsize=per_host,
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
         # Follow redirects, retry nothing else: a failed check is reported, and the next run retries.
         retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=MAX_REDIRECTS),
     )
+    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    return manager
 
 
 def fetch(
@@ -65,12 +218,23 @@ def fetch(
     """GET `url` within `total_timeout`; `hold` is the check's share of the run's memory budget,
     grown before a body passes memory.FREE_BYTES (shared/scrape/memory.py)."""
     deadline = time.monotonic() + total_timeout
+    watch = _WATCHDOG.watch(deadline)  # the sum of all waits, headers and redirects included
+    _current.watch = watch
     try:
-        # The read timeout bounds each socket read; the deadline below bounds the sum.
-        response = pool.request("GET", url, headers={**pool.headers, **(headers or {})}, preload_content=False,
+        return _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, deadline, watch)
+    finally:
+        _current.watch = None
+        watch.close()
+
+
+def _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, deadline, watch) -> Page:
+    try:
+        # The read timeout bounds each socket read; the watch bounds the sum.
+        response = pool.request("GET", url, headers={**pool.headers, **_credentials(url), **(headers or {})},
+                                preload_content=False,
                                 timeout=urllib3.Timeout(connect=connect_timeout, read=total_timeout))
     except (MaxRetryError, HTTPError, ValueError) as exc:
-        raise _failure(exc, url, connect_timeout, total_timeout) from None
+        raise _failure(exc, url, connect_timeout, total_timeout, watch.expired) from None
     clean = False  # whether the answer was read to its end, so its connection may serve another
     try:
         if not (200 <= response.status < 300 or response.status == 304):
@@ -92,6 +256,8 @@ def fetch(
                 raise FetchError(f"timed out waiting for memory: other large pages held the run's budget"
                                  f" for {total_timeout:g} s (raise SCRAPE_MEMORY_MB)")
             raw += chunk
+        if watch.expired:  # a body that ends with its connection may have been cut by the watch
+            raise FetchError(f"timed out: no complete answer within {total_timeout:g} s")
         clean = True
         return Page(
             url=response.geturl() or url,
@@ -102,11 +268,27 @@ def fetch(
             redirected=bool(response.retries and response.retries.history),
         )
     except HTTPError as exc:  # raised while reading the body
-        raise _failure(exc, url, connect_timeout, total_timeout) from None
+        raise _failure(exc, url, connect_timeout, total_timeout, watch.expired) from None
     finally:
         if not (clean and _reusable(response)) and response.connection is not None:
             response.connection.close()  # pooled as closed: the next request reconnects
         response.release_conn()
+
+
+def _credentials(url: str) -> dict:
+    """Basic authorization from the URL's user-info, as requests (so urlwatch) and browsers send
+    it: urllib3 alone drops it. urllib3 removes the header on a redirect to another host. Its
+    base64 form is as secret as the password: a page echoing its request must not store it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # pool.request reports it
+        return {}
+    if parts.username is None and parts.password is None:
+        return {}
+    header = urllib3.util.make_headers(basic_auth=f"{unquote(parts.username or '')}:{unquote(parts.password or '')}")
+    if parts.password:
+        log.add_secret(header["authorization"].split(" ", 1)[1])
+    return header
 
 
 def _reusable(response) -> bool:
@@ -121,8 +303,11 @@ def _reusable(response) -> bool:
     return True
 
 
-def _failure(exc: Exception, url: str, connect_timeout: float, total_timeout: float) -> FetchError:
-    """The user-facing reason for a failed exchange."""
+def _failure(exc: Exception, url: str, connect_timeout: float, total_timeout: float,
+             expired: bool = False) -> FetchError:
+    """The user-facing reason for a failed exchange (`expired`: the watch cut it short)."""
+    if expired:
+        return FetchError(f"timed out: no complete answer within {total_timeout:g} s")
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
         if isinstance(exc, MaxRetryError):  # too many redirects

@@ -28,6 +28,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from shared.platform import log
+
 WHITESPACE_MODES = ("ignore", "keep")
 
 # Not part of what a reader sees.
@@ -201,6 +203,7 @@ def check_pattern(pattern: str) -> None:
 
 
 def _short(pattern: str) -> str:
+    pattern = log.redact(pattern)  # before the cut: a cut secret would no longer match, and part of it show
     return repr(pattern) if len(pattern) <= 60 else f"{pattern[:40]!r}... ({len(pattern):,} characters)"
 
 

@@ -35,8 +35,9 @@ class ScrapeJob:
         keys.check_type(self, "url", str)
         try:
             password = urlsplit(self.url).password
-        except ValueError:
-            password = None
+        except ValueError as exc:
+            # Never echo the URL: it may hold a password that could not be found to redact.
+            raise ValueError(f"key 'url' is not a valid URL ({exc})") from None
         if password:  # a literal user:password@ in the URL is as secret as a ${VAR}
             log.add_secret(unquote(password))
             log.add_secret(password)

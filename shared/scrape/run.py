@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
+from shared import config
 from shared.errors import ConfigError
 from shared.platform import db, log, schema
 from shared.report import notify
@@ -38,6 +39,7 @@ BATCH_BYTES = 16 * 1024 * 1024  # ... and memory of bodies per transaction (one 
 BATCH_SECONDS = 5  # ... and seconds a fetched check waits to be written
 STORAGE_FAILED = "storage failed"
 WRITE_MARGIN = 10  # seconds kept before a deadline to write what was fetched
+PRUNE_MARGIN = 5  # seconds pruning needs before the deadline; without them it waits for the next run
 
 
 def default_concurrency() -> int:
@@ -74,7 +76,8 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
         notices = outbox.close()  # waits for the notifications, never past the deadline
     for name, notice in notices.items():
         results[name] = replace(results[name], notice="; ".join(n for n in (results[name].notice, notice) if n))
-    _prune(jobs, database_url)
+    if deadline is None or time.monotonic() < deadline - PRUNE_MARGIN:
+        _prune(jobs, database_url)
     return [results[job.name] for job in jobs]
 
 
@@ -256,7 +259,10 @@ def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: 
 
 def _host(url: str) -> str:
     """What politeness counts per: the host name (example.org and example.org:443 are one)."""
-    return (urlsplit(url).hostname or "").lower()
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:  # ScrapeJob refuses such URLs; never let one stop the run
+        return ""
 
 
 def check_target(http, job: ScrapeJob, state: storage.TargetState | None,
@@ -281,12 +287,12 @@ def _check_target(http, job: ScrapeJob, state: storage.TargetState | None, hold:
     fingerprint = filters.fingerprint(job)
     validators = _validators(job, state, fingerprint)
     try:
-        page = _fetch(http, job, validators, hold)
+        page = _fetch(http, job, validators, hold, job.timeout)
         if page.status == 304 and (not validators or page.redirected):
             # A 304 we did not ask for, or one for another URL: the validators cannot be
-            # trusted. Drop them and ask again plainly.
+            # trusted. Drop them and ask again plainly, in what is left of the job's timeout.
             logger.info("%s: inconsistent 304 from %s; fetching without validators", job.name, job.url)
-            page = _fetch(http, job, {}, hold)
+            page = _fetch(http, job, {}, hold, job.timeout - (time.monotonic() - started))
             if page.status == 304:
                 raise fetch.FetchError("HTTP 304 Not Modified to a request that was not conditional")
         if page.status == 304:
@@ -319,9 +325,11 @@ def _validators(job: ScrapeJob, state: storage.TargetState | None, fingerprint: 
     return headers
 
 
-def _fetch(http, job: ScrapeJob, headers: dict, hold: memory.Hold) -> fetch.Page:
-    page = fetch.fetch(http, job.url, headers=headers, total_timeout=job.timeout,
-                       connect_timeout=min(fetch.CONNECT_TIMEOUT, job.timeout), hold=hold)
+def _fetch(http, job: ScrapeJob, headers: dict, hold: memory.Hold, seconds: float) -> fetch.Page:
+    if seconds <= 0:
+        raise fetch.FetchError(f"timed out: no complete answer within {job.timeout:g} s")
+    page = fetch.fetch(http, job.url, headers=headers, total_timeout=seconds,
+                       connect_timeout=min(fetch.CONNECT_TIMEOUT, seconds), hold=hold)
     hold.settle(memory.size_of(page.text) * 2)  # the text, and room for what filters make of it
     return page
 
@@ -351,6 +359,12 @@ def _result(job: ScrapeJob, check: storage.Check, stored, outbox: Outbox) -> Res
 
 def adhoc_table(url: str, name: str | None) -> dict:
     """A one-off target (--url, or a manual invoke's "url") as a [[scrape]] table."""
+    try:
+        urlsplit(url)
+    except ValueError as exc:  # the URL is not echoed: a password in it could not be found
+        raise ConfigError(f"ad-hoc target: url is not a valid URL ({exc})") from None
+    if name and not config.valid_name(name):  # it names the history, and starts each result line
+        raise ConfigError(f"ad-hoc target: name {name[:100]!r} {config.NAME_RULE}")
     return {"name": name or _name_for(url), "url": url}
 
 
