@@ -308,3 +308,12 @@ FILTER_KEYS = st.fixed_dictionaries({}, optional={
 def test_property_sandboxed_filtering_equals_in_process(sandbox, page, keys):
     filtered = job(**keys)
     assert outcome(lambda: sandbox.apply(filtered, page, 30)) == outcome(lambda: filters.apply(filtered, page))
+
+
+def test_a_small_lambda_keeps_one_worker(monkeypatch):
+    from shared.scrape import sandbox
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+    assert sandbox.default_size() == 1
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")
+    assert 2 <= sandbox.default_size() <= 4

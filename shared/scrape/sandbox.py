@@ -52,7 +52,15 @@ CODE_ROOT = str(Path(__file__).resolve().parent.parent.parent)  # the folder hol
 CHUNK = 1 << 20  # bytes per pipe read
 
 
+SMALL_LAMBDA_MB = 1024  # below this a Lambda has a fraction of a CPU and little memory to spare
+
+
 def default_size() -> int:
+    """Workers kept: one per usable CPU, 2 to 4; one in a small Lambda, whose whole sandbox
+    (the run and its workers) shares one memory limit and less than one CPU."""
+    lambda_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if lambda_mb.isdigit() and int(lambda_mb) < SMALL_LAMBDA_MB:
+        return 1
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
