@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from shared.platform import entry
+from shared.report.history import database_failure
 from shared.scrape import history
 
 
@@ -37,7 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     prune.add_argument("--keep-days", type=int, required=True, metavar="N")
     prune.add_argument("--job", action="append", metavar="NAME", help="only this target (repeatable; default: all)")
     args = parser.parse_args(argv)
-    return entry.run_command(lambda: history.run(args.command, vars(args)))
+
+    def body() -> int:
+        try:
+            return history.run(args.command, vars(args))
+        except Exception as exc:  # an SQL error is one line, never a traceback
+            raise database_failure(exc, f"history {args.command}") from None
+
+    return entry.run_command(body)
 
 
 if __name__ == "__main__":

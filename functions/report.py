@@ -47,14 +47,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
+        if args.html == "":
+            raise ConfigError("--html needs a file name, or - for the page alone on stdout")
         if not 1 <= args.days <= history.MAX_DAYS:
             raise ConfigError(f"--days must be from 1 to {history.MAX_DAYS}, not {args.days}")
         html_file = _writable(args.html) if args.html and args.html != "-" else None
         by_job, note = schedules()
         history.plan_limit_bytes()  # a bad DB_PLAN_LIMIT_MB fails before connecting
-        with db.connection() as con:
-            schema.ensure(con)
-            result = history.build(con, by_job, days=args.days, note=note)
+        try:
+            with db.connection() as con:
+                schema.ensure(con)
+                result = history.build(con, by_job, days=args.days, note=note)
+        except Exception as exc:  # an SQL error is one line, never a traceback
+            raise history.database_failure(exc, "reading the report") from None
         if args.html == "-":
             sys.stdout.write(log.redact(render.html(result)))
             return 0

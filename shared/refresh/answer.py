@@ -16,7 +16,15 @@ from shared.platform import log
 CHUNK_BYTES = 64 * 1024
 KEEP_BYTES = 16 * 1024
 KEEP_KEYS = 32
-HEAD_BYTES = 512  # of the answer as it came, for messages about answers that are not JSON
+# Of the answer as it came, for messages about answers that are not JSON: HEAD_CHARS shown, and
+# SECRET_MARGIN bytes more kept, so that a key cut off at the end can be recognised (below).
+HEAD_CHARS = 200
+# A secret that straddles the place where a kept part of an answer is cut could not be redacted
+# (only whole secrets match): a kept part that was cut loses this many characters at its end,
+# after redaction, which removes any piece of a secret up to that long (a JWT is about 1 kB).
+SECRET_MARGIN = 4096
+HEAD_BYTES = 512 + SECRET_MARGIN
+MESSAGE_CHARS = 2000  # what one_line() keeps of a message by default
 # Kept however many keys came before them: what decides success, and what is reported.
 ALWAYS_KEEP = frozenset({"error", "hint", "detail", "context", "total_rows", "status", "failed_reason",
                          "job_id", "jobId"})
@@ -250,7 +258,7 @@ class AnswerReader:
                 continue
             try:
                 body[key] = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
                 return Answer(None, size=self.size, problem=f"answer is not JSON (its {key!r} is not):"
                                                              f" {self._head_text()!r}")
         first_row = None
@@ -259,38 +267,65 @@ class AnswerReader:
         return Answer(body, self.rows, first_row, self.size)
 
     def _head_text(self) -> str:
-        return log.redact(" ".join(self.head.decode("utf-8", "replace").split())[:200])
+        """The answer's beginning as a user may read it: JSON escapes undone and secrets redacted
+        before anything is cut (a head cut short of the answer loses SECRET_MARGIN too)."""
+        text = _readable(self.head.decode("utf-8", "replace"), cut=self.size > len(self.head))
+        return one_line(text, HEAD_CHARS)
 
 
 def _loads(data: bytes):
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         return None
 
 
 def _beginning(raw: bytes):
     """What can be read of a value cut at KEEP_BYTES: the beginning of a string (or of a list's
-    first string, as v2's `error` is), else None."""
+    first string, as v2's `error` is), redacted and without its last SECRET_MARGIN characters.
+    Anything else is its raw text, so cut: never None, which would read as "no error" when the
+    value was a huge `error` object (a 200 with an error must not pass for a success)."""
     text = raw.decode("utf-8", "ignore").lstrip()
-    if text.startswith("["):
-        found = _beginning(text[1:].encode())
-        return [found] if found is not None else None
-    if not text.startswith('"'):
-        return None
-    for trim in range(7):  # a cut escape (\u12) or a backslash: drop it
-        try:
-            value = json.loads(text[:len(text) - trim] + '"')
-        except ValueError:
-            continue
-        if not isinstance(value, str):
-            return None
-        if value and "\ud800" <= value[-1] <= "\udbff":  # half of a pair the cut split
-            value = value[:-1]
-        return value + "…"
-    return None
+    in_list = text.startswith("[") and text[1:].lstrip().startswith('"')
+    if in_list:
+        text = text[1:].lstrip()
+    if text.startswith('"'):
+        for trim in range(7):  # a cut escape (\u12) or a backslash: drop it
+            try:
+                value = json.loads(text[:len(text) - trim] + '"')
+            except ValueError:
+                continue
+            if isinstance(value, str):
+                value = _readable(value, cut=True) + "…"
+                return [value] if in_list else value
+    return _readable(text, cut=True) + "…"
+
+
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|[\"\\/bfnrt])")
+
+
+def _readable(text: str, cut: bool) -> str:
+    """`text` redacted; when it was cut from something longer, without its last SECRET_MARGIN
+    characters (where a secret cut in two would hide). JSON escapes in raw JSON text are undone
+    first, so a key written as \\u0073k-... is redacted too."""
+    if "\\" in text:
+        text = _ESCAPE.sub(lambda m: json.loads(f'"{m.group(0)}"'), text)
+    text = log.redact(text)
+    return text[:max(0, len(text) - SECRET_MARGIN)] if cut else text
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
+
+
+def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """`text` as one line of a result, log or message: secrets redacted first (a cut never
+    leaves part of one), control characters and line breaks as spaces, no lone surrogate
+    (stdout and PostgreSQL refuse them), at most `limit` characters."""
+    text = log.redact(str(text))
+    text = " ".join(_UNPRINTABLE.sub(" ", text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def short(body) -> str:
-    return log.redact(repr(body)[:200])
+    return one_line(repr(body), HEAD_CHARS)
 

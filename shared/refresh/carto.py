@@ -22,6 +22,7 @@ bounds the whole exchange: a timer shuts down the run's sockets when it passes (
 an answer that trickles in (a few bytes within each read timeout) ends there too.
 """
 
+import base64
 import logging
 import math
 import random
@@ -36,7 +37,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from shared import USER_AGENT
 from shared.platform import log
-from shared.refresh.answer import CHUNK_BYTES, Answer, AnswerReader, short
+from shared.refresh.answer import CHUNK_BYTES, MESSAGE_CHARS, Answer, AnswerReader, one_line, short
 from shared.refresh.deadline import DeadlineAdapter, Watchdog
 from shared.refresh.job import RefreshJob
 from shared.refresh.outcome import Outcome
@@ -62,7 +63,8 @@ JOB_DONE = {"done", "success", "succeeded", "completed"}
 EXPIRED_JOB = re.compile(r"Job with id \S+ not found")
 # However soon a 429's Retry-After says (0 included), a rate-limited API is not asked again sooner.
 MIN_RATE_LIMIT_WAIT = 1.0
-MESSAGE_CHARS = 2000  # of CARTO's own message in a reason
+# A reason holds at most CARTO's message and its hint (MESSAGE_CHARS each) and our words.
+REASON_CHARS = 2 * MESSAGE_CHARS + 500
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,9 @@ class CartoError(Exception):
             meaning = self.meaning
             head = f"HTTP {self.status}" + (f" ({meaning})" if meaning else "") + ": "
         tail = f" (hint: {self.hint})" if self.hint else ""
-        return log.redact(head + self.message + tail)
+        # One line, whatever CARTO sent (line breaks, control characters, megabytes), redacted
+        # before it is cut.
+        return one_line(head + self.message + tail, REASON_CHARS)
 
 
 class _StatementTimeout(CartoError):
@@ -151,6 +155,8 @@ class _Run:
     def __init__(self, job: RefreshJob, deadline: float, timing: Timing, session: requests.Session,
                  watchdog: Watchdog):
         log.add_secret(job.api_key)
+        if job.mode == "carto" and job.api_key:  # as the Batch API's polls send it, should a server echo that
+            log.add_secret(base64.b64encode(f"{job.carto_user()}:{job.api_key}".encode()).decode())
         self.job, self.deadline, self.timing, self.session = job, deadline, timing, session
         self.watchdog = watchdog
         self.urls = endpoints(job)
@@ -205,10 +211,10 @@ class _Run:
             return Outcome(via, time.monotonic() - self.started, note=note)
         if status == "failed":
             reason = current.get("failed_reason") or current.get("error") or "no reason given"
-            raise CartoError(self.job.name, f"{via} failed: {reason}")
+            raise CartoError(self.job.name, f"{via} failed: {_cut(reason if isinstance(reason, str) else repr(reason))}")
         if status in ("cancelled", "canceled"):
             raise CartoError(self.job.name, f"{via} was cancelled before it finished")
-        raise CartoError(self.job.name, f"{via} ended with status {status!r}: its outcome is unknown")
+        raise CartoError(self.job.name, f"{via} ended with status {short(status)}: its outcome is unknown")
 
     def _query_args(self) -> dict:
         if self.v3:
@@ -280,8 +286,9 @@ class _Run:
             if retry_after is not None:
                 problem = f"{what}: rate limited (HTTP 429), CARTO asks to wait {_duration(retry_after)}"
                 pause, left = max(MIN_RATE_LIMIT_WAIT, retry_after), self.deadline - time.monotonic()
-                if pause > left:
-                    self.give_up(tries, f"{problem}, longer than the time budget allows")
+                if pause > left:  # a wait shorter than asked (the 1 s at least) is not "longer than asked"
+                    self.give_up(tries, f"{problem}, longer than the time budget allows" if retry_after > left
+                                 else f"{problem}; no time left for another try")
                 self.wait(pause, problem, tries)
                 continue
             if v3_sync and (status == 504 or not 300 <= status < 400 and
@@ -301,7 +308,10 @@ class _Run:
             if 200 <= status < 300:  # a success that carries an error: CARTO's streamed rows, then the error
                 meaning = "failed after rows had streamed" if answer.rows else "failed"
             if 300 <= status < 400:
-                message = f"redirected to {response.headers.get('Location')!r}: set the endpoint to the final address"
+                location = response.headers.get("Location")
+                message = (f"redirected to {one_line(location, 200)!r}: set the endpoint to the final address"
+                           if location else f"{response.reason or 'redirect'} without a Location: not an answer of"
+                           " CARTO's SQL API")
             raise CartoError(self.job.name, message, status, hint, meaning)
 
     def read(self, response: requests.Response, reader: AnswerReader) -> None:
@@ -337,7 +347,7 @@ class _Run:
         if seconds > self.deadline - time.monotonic():
             self.give_up(tries, problem)
         self.problem = problem
-        logger.warning("%s: %s; retrying in %.1f s", self.job.name, problem, seconds)
+        logger.warning("%s: %s; retrying in %.1f s", self.job.name, one_line(problem), seconds)
         time.sleep(seconds)
 
     def give_up(self, tries: int, problem: str):
@@ -352,7 +362,7 @@ def _single_value(rows: int | None, first_row) -> str | None:
     if rows == 1 and isinstance(first_row, dict) and len(first_row) == 1:
         (name, value), = first_row.items()
         if value not in (None, ""):
-            return log.redact(f"{name} = {value}"[:80])
+            return one_line(f"{name} = {value}", 80)  # redacted, then cut
     return None
 
 
@@ -377,7 +387,7 @@ def _message(answer: Answer, response: requests.Response) -> str:
 
 
 def _cut(text: str) -> str:
-    return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS] + "…"
+    return one_line(text, MESSAGE_CHARS)  # redacted before it is cut
 
 
 def _seconds(value: str | None) -> float | None:
@@ -428,5 +438,5 @@ def _network_problem(exc: requests.RequestException) -> str:
     text = str(exc)
     if "refused" in text.lower():
         return "connection refused"
-    return f"network error: {type(exc).__name__}: {text[:200]}"
+    return f"network error: {type(exc).__name__}: {one_line(text, 200)}"
 

@@ -15,6 +15,7 @@ DEFAULT_SQL = "SELECT process_data()"
 MODES = ("carto", "carto3", "postgres")
 _CARTO_ONLY = ("username", "api_key", "sql_api_url", "base_url", "connection")
 ENV_JOB_NAME = "carto"
+MAX_SECONDS = 7 * 86400  # a week: any longer wait or budget is a typo
 ENV_KEYS = {"CARTO_USERNAME": "username", "CARTO_API_KEY": "api_key", "CARTO_SQL": "sql",
             "CARTO_SQL_API_URL": "sql_api_url"}
 
@@ -55,8 +56,11 @@ class RefreshJob:
         keys.check_type(self, "always_batch", bool)
         for key in ("statement_timeout", "connect_timeout", "read_timeout", "time_budget"):
             value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"key {key!r} must be a positive number of seconds, not {value!r}")
+            # `not 0 < value <= MAX_SECONDS` is also true of nan; inf or 1e300 would overflow the
+            # timers and socket timeouts they become.
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= MAX_SECONDS:
+                raise ValueError(f"key {key!r} must be a positive number of seconds up to {MAX_SECONDS:,},"
+                                 f" not {value!r}")
         if self.mode == "postgres":
             for key in _CARTO_ONLY:
                 if getattr(self, key) is not None:
@@ -102,7 +106,10 @@ class RefreshJob:
             from shared.platform import db
 
             url = self.database_url or os.environ.get("DATABASE_URL")
-            return f"PostgreSQL {db.parse_url(url).safe()}" if url else "PostgreSQL ($DATABASE_URL)"
+            try:
+                return f"PostgreSQL {db.parse_url(url).safe()}" if url else "PostgreSQL ($DATABASE_URL)"
+            except db.DatabaseConfigError:  # a malformed $DATABASE_URL: the alert about it must still go
+                return "PostgreSQL ($DATABASE_URL, not a PostgreSQL URL)"
         if self.mode == "carto3":
             return f"CARTO 3 {self.base_url.rstrip('/')} connection {self.connection}"
         return f"CARTO {self.sql_api_url or f'https://{self.username}.carto.com/api/v2/sql'}"

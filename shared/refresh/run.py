@@ -14,8 +14,9 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from shared.platform import db, log, schema
+from shared.platform import db, schema
 from shared.refresh import carto, history, postgres
+from shared.refresh.answer import one_line
 from shared.refresh.job import RefreshJob
 from shared.report import notify
 from shared.report.outbox import Outbox
@@ -23,6 +24,10 @@ from shared.result import DUPLICATE, ERROR, Result
 
 logger = logging.getLogger(__name__)
 LEASE_MARGIN = 60  # seconds past a job's time budget after which its unfinished run counts as dead
+# Seconds to connect to the history database (not db.CONNECT_TIMEOUT's 30): a database that
+# accepts and never answers must not hold a refresh, which runs without its record anyway.
+HISTORY_CONNECT_TIMEOUT = 10.0
+FINISH_GRACE = 5.0  # seconds past the run's deadline that recording its end may take
 _said_history_is_off = False
 
 
@@ -40,13 +45,13 @@ def run_one(job: RefreshJob, run_key: str | None, deadline: float | None, timing
     started = time.monotonic()
     job_deadline = started + job.time_budget if deadline is None else min(started + job.time_budget, deadline)
     recorder = _Recorder(job, run_key)
-    if not recorder.claim():
+    if not recorder.claim(job_deadline):
         return Result(job.name, DUPLICATE, recorder.duplicate_reason, seconds=time.monotonic() - started)
     try:
         outcome = refresh(job, job_deadline, timing)
     except _Failed as exc:
         reason, outcome = exc.reason, None
-    streak = recorder.finish(outcome, None if outcome else reason)
+    streak = recorder.finish(outcome, None if outcome else reason, deadline)
     if outcome:
         result = Result(job.name, "ok", outcome.summary())
     else:
@@ -73,10 +78,10 @@ def refresh(job: RefreshJob, deadline: float, timing: carto.Timing = carto.Timin
     except carto.CartoError as exc:
         raise _Failed(exc.reason) from None
     except (postgres.PostgresRefreshError, db.DatabaseUnavailable, db.DatabaseConfigError) as exc:
-        raise _Failed(log.redact(str(exc))) from None
+        raise _Failed(one_line(str(exc), carto.REASON_CHARS)) from None
     except Exception as exc:  # one job's bug must not hide the others' results
         logger.exception("%s: unexpected failure", job.name)
-        raise _Failed(log.redact(f"unexpected {type(exc).__name__}: {exc}")) from None
+        raise _Failed(one_line(f"unexpected {type(exc).__name__}: {exc}", carto.REASON_CHARS)) from None
 
 
 class _Recorder:
@@ -89,8 +94,10 @@ class _Recorder:
         self.notice = None
         self.duplicate_reason = None
 
-    def claim(self) -> bool:
-        """False when this run is a duplicate of one done or under way."""
+    def claim(self, deadline: float) -> bool:
+        """False when this run is a duplicate of one done or under way. Connecting waits no
+        longer than HISTORY_CONNECT_TIMEOUT, nor than a quarter of what is left before the
+        job's `deadline`."""
         global _said_history_is_off
         if not os.environ.get("DATABASE_URL"):
             if not _said_history_is_off:
@@ -99,7 +106,9 @@ class _Recorder:
                 _said_history_is_off = True
             return True
         try:
-            with db.connection() as con:
+            # A quarter of the budget at most: the refresh matters more than its record.
+            timeout = max(0.5, min(HISTORY_CONNECT_TIMEOUT, (deadline - time.monotonic()) / 4))
+            with db.connection(timeout=timeout) as con:
                 schema.ensure(con)
                 claim = history.claim(con, self.job.name, self.run_key, datetime.now(timezone.utc),
                                       self.job.time_budget + LEASE_MARGIN)
@@ -113,14 +122,18 @@ class _Recorder:
         self.run_id = claim.run_id
         return True
 
-    def finish(self, outcome, error: str | None) -> history.Streak:
+    def finish(self, outcome, error: str | None, deadline: float | None = None) -> history.Streak:
         """Record the end of the run; the job's failure streak before and after it. Without a
-        record, a failure counts as reaching the job's alert_after."""
+        record, a failure counts as reaching the job's alert_after. Connecting may take a few
+        seconds past the run's `deadline` (Lambda keeps 10 s for this), no more."""
         unknown = history.Streak(self.job.alert_after - 1, self.job.alert_after) if error else history.Streak(0, 0)
         if self.run_id is None:
             return unknown
         try:
-            with db.connection() as con:
+            timeout = HISTORY_CONNECT_TIMEOUT
+            if deadline is not None:
+                timeout = max(1.0, min(timeout, deadline + FINISH_GRACE - time.monotonic()))
+            with db.connection(timeout=timeout) as con:
                 return history.finish(con, self.run_id, datetime.now(timezone.utc), error is None,
                                       outcome.via if outcome else None, outcome.total_rows if outcome else None,
                                       error)
@@ -129,6 +142,6 @@ class _Recorder:
             return unknown
 
     def _lost(self, exc: Exception) -> None:
-        reason = log.redact(str(exc) if isinstance(exc, db.DatabaseUnavailable) else f"{type(exc).__name__}: {exc}")
+        reason = one_line(str(exc) if isinstance(exc, db.DatabaseUnavailable) else f"{type(exc).__name__}: {exc}", 500)
         logger.warning("%s: refresh history not recorded: %s", self.job.name, reason)
         self.notice = f"history not recorded: {reason}"

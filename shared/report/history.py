@@ -405,6 +405,16 @@ FROM contents, seen, errors, runs
 """
 
 
+def database_failure(exc: Exception, doing: str) -> Exception:
+    """What a command ends with when the database answered `doing` with an error: one line
+    (db.classify: refused, unavailable, or failed work naming its SQLSTATE), never a traceback;
+    anything else is returned as it is (a bug keeps its traceback)."""
+    from shared.errors import JobError
+    from shared.platform import db
+
+    return exc if isinstance(exc, JobError) else db.classify(exc, doing)
+
+
 def plan_limit_bytes() -> int:
     raw = os.environ.get("DB_PLAN_LIMIT_MB") or str(DEFAULT_PLAN_LIMIT_MB)
     try:

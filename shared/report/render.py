@@ -349,6 +349,15 @@ def _refresh_svg(job: Refresh, report: Report) -> str:
     return _svg(job.name, job.timeline, report, layers, tooltip, job.gaps)
 
 
+def _link(url: str) -> str:
+    """A target's URL as a link when it is a web address: a stored `javascript:` or `data:`
+    URL would run in the report's page when clicked, so it is only shown."""
+    e = html_escape.escape
+    if url.lower().startswith(("http://", "https://")):
+        return f'<a href="{e(url)}">{e(url)}</a>'
+    return f"<span>{e(url)}</span>"
+
+
 def _period(d: Day | RefreshDay) -> str:
     if d.length == 1:
         return d.day.isoformat()
@@ -402,7 +411,7 @@ def _target_html(t: Target, i: int, report: Report) -> str:
     return f"""
 <section class="target{' healthy' if healthy else ''}" id="t{i}" data-target="{e(t.name)}">
 <h2>{e(t.name)}</h2>
-<p class="meta"><a href="{e(t.url)}">{e(t.url)}</a> · {('every ' + e(t.every)) if t.every else 'schedule unknown'}
+<p class="meta">{_link(t.url)} · {('every ' + e(t.every)) if t.every else 'schedule unknown'}
  · last check {e(_when(t.last_check))} · last change {e(_when(t.last_change))} · {status}</p>
 {_target_svg(t, report)}
 <details><summary>{len(t.days)} days: {sum(d.checks for d in t.days)} checks, {sum(d.changes for d in t.days)}

@@ -23,7 +23,7 @@ from datetime import datetime
 
 from shared.errors import ConfigError
 from shared.platform import log, schema
-from shared.platform.db import DatabaseRefused, classify, sqlstate, storable, transaction
+from shared.platform.db import DatabaseRefused, DatabaseUnavailable, classify, sqlstate, storable, transaction
 from shared.scrape import filters, storage
 from shared.scrape.storage import SEED_KEPT, SEGMENT_SIZE
 
@@ -78,6 +78,15 @@ def _adopt_seed(con, job) -> Adopted:
     if empty:
         raise DatabaseRefused(f"--adopt-seed: scraps rows {', '.join(map(str, empty[:10]))} have no check time"
                               " (seen_at is empty): give them one or delete them, then adopt")
+    same = con.run(_SAME_BODY)[0][0]
+    if same:  # the seed keeps one row per content (its hash is unique); ours too
+        raise DatabaseRefused(f"--adopt-seed: scraps rows {', '.join(map(str, same[:10]))} hold the same body: merge"
+                              " their check times into one of them and delete the others, then adopt")
+    odd = con.run(f"SELECT array_agg(id ORDER BY id) FROM scraps WHERE {_ODD_TIME}")[0][0]
+    if odd:  # the report, history and prune would trip over them later, so refuse them now
+        raise DatabaseRefused(f"--adopt-seed: scraps rows {', '.join(map(str, odd[:10]))} have check times that are"
+                              " not moments of a calendar (NULL, infinity, or outside the years 1 to 9999): fix or"
+                              " delete them (e.g. UPDATE scraps SET seen_at = array_remove(seen_at, NULL)), then adopt")
     con.run(f"ALTER TABLE scraps RENAME TO {SEED_KEPT}")
     schema.migrate_within(con)
     target_id = _new_target(con, job)
@@ -95,6 +104,15 @@ def _unfiltered(job):
 
 # A row whose seen_at holds no time: nothing says when it was seen.
 _NO_TIME = "NOT EXISTS (SELECT 1 FROM unnest(seen_at) ts WHERE ts IS NOT NULL)"
+# Rows whose bodies are equal (the seed's hash keeps them apart only if someone edited a body).
+_SAME_BODY = """
+SELECT array_agg(id ORDER BY id) FROM (SELECT id, count(*) OVER (PARTITION BY sha256(convert_to(body, 'UTF8'))) AS n
+                                        FROM scraps) AS s WHERE n > 1
+"""
+# A row with a time no tool could use: NULL (PostgreSQL's binary search in a segment refuses
+# it), infinite, or beyond what a Python datetime holds.
+_ODD_TIME = ("EXISTS (SELECT 1 FROM unnest(seen_at) ts WHERE ts IS NULL OR NOT isfinite(ts)"
+             " OR ts < '0001-01-02 00:00+00' OR ts > '9999-12-30 00:00+00')")
 
 
 def _new_target(con, job) -> int:
@@ -130,12 +148,14 @@ WITH copied AS (
 SELECT count(*), coalesce(sum(checks), 0) FROM copied
 """
 
-# Each row's check times, as they are in its array (order and repeats kept), cut in segments.
+# Each row's check times, repeats kept, sorted (segments are sorted: the report searches them
+# by bisection; the view `scraps` shows them sorted anyway), cut in segments.
 IMPORT_SEED_TIMES = f"""
 INSERT INTO scrape_seen (content_id, segment, seen_at)
-SELECT s.id, (k - 1) / CAST(:segment_size AS int), array_agg(ts ORDER BY k)
-FROM {SEED_KEPT} s, unnest(s.seen_at) WITH ORDINALITY AS u(ts, k)
-GROUP BY s.id, (k - 1) / CAST(:segment_size AS int)
+SELECT id, (n - 1) / CAST(:segment_size AS int), array_agg(ts ORDER BY n)
+FROM (SELECT s.id, u.ts, row_number() OVER (PARTITION BY s.id ORDER BY u.ts, u.k) AS n
+      FROM {SEED_KEPT} s, unnest(s.seen_at) WITH ORDINALITY AS u(ts, k)) AS t
+GROUP BY id, (n - 1) / CAST(:segment_size AS int)
 """
 
 # Point an imported target at the content seen last: when it became current (its first check
@@ -197,7 +217,7 @@ def _failed(exc: Exception, doing: str) -> Exception:
     transaction rolled back, so nothing changed. Unreachable: exit 1. Anything else is a bug."""
     problem = classify(exc, doing)
     code = sqlstate(exc)
-    if problem is exc and code:
+    if code and not isinstance(problem, (DatabaseRefused, DatabaseUnavailable)):  # classify's failed work
         return DatabaseRefused(log.redact(f"{doing}: {exc.args[0].get('M', exc)} (SQLSTATE {code}): nothing was changed"))
     return problem
 

@@ -122,7 +122,7 @@ def map_job(doc: dict, index: int = 1) -> Mapped:
         table["conditional"] = False
     for key in doc:
         if key not in URL_KEYS_MAPPED and key != "user_visible_url":
-            notes.append(f"{key}: not mapped")
+            notes.append(f"{_brief(key) if not isinstance(key, str) or not key.isprintable() else key}: not mapped")
     if "user_visible_url" in doc:
         notes.append("user_visible_url: not mapped (its history is found by it)")
     return Mapped(location, table, notes, url)
@@ -139,8 +139,9 @@ def _map_filters(spec, table: dict) -> list[str]:
     notes, steps = [], []
     select, drop, ignore, as_text = [], [], [], False
     for kind, sub in chain:
-        shown = kind if not sub else f"{kind} {json.dumps(sub, ensure_ascii=False)}"
-        if kind == "css" and isinstance(sub, dict) and set(sub) <= {"selector", "exclude"} and sub.get("selector"):
+        shown = (kind if kind.isprintable() else _brief(kind)) + (f" {_brief(sub)}" if sub else "")
+        if kind == "css" and isinstance(sub, dict) and set(sub) <= {"selector", "exclude"} and sub.get("selector") \
+                and all(isinstance(v, str) for v in sub.values()):
             if select:
                 notes.append(f"filter {shown}: a second css filter (nested selection): not mapped")
                 continue
@@ -158,7 +159,8 @@ def _map_filters(spec, table: dict) -> list[str]:
             steps.append("text")
             if sub.get("method", "re") != "re" or set(sub) - {"method"}:
                 notes.append(f"filter {shown}: mapped to text = true (our own HTML -> text; options not mapped)")
-        elif kind == "re.sub" and isinstance(sub, dict) and sub.get("pattern") and not sub.get("repl"):
+        elif kind == "re.sub" and isinstance(sub, dict) and isinstance(sub.get("pattern"), str) and sub["pattern"] \
+                and not sub.get("repl"):
             try:
                 filters.check_pattern(sub["pattern"])
             except ValueError as exc:
@@ -185,6 +187,27 @@ def _map_filters(spec, table: dict) -> list[str]:
     if select or drop or ignore or as_text:
         table["text"] = as_text  # said either way: our default turns text on once a filter is set
     return notes
+
+
+def _brief(value, depth: int = 3) -> str:
+    """`value` as short JSON for a note: YAML's aliases can make a small file hold a structure of
+    billions of items (and keys may hold line breaks), so only its beginning is shown."""
+    def pruned(v, level):
+        if isinstance(v, str):
+            return v if len(v) <= 200 else v[:200] + "…"
+        if isinstance(v, (bool, int, float)) or v is None:
+            return v
+        if level >= depth:
+            return "…"
+        if isinstance(v, dict):
+            items = list(v.items())
+            return {str(k)[:200]: pruned(x, level + 1) for k, x in items[:10]} | ({"…": len(items) - 10}
+                                                                                   if len(items) > 10 else {})
+        if isinstance(v, (list, tuple)):
+            return [pruned(x, level + 1) for x in v[:10]] + ([f"… {len(v) - 10} more"] if len(v) > 10 else [])
+        return str(v)[:200]
+
+    return json.dumps(pruned(value, 0), ensure_ascii=False, default=str)
 
 
 def _chain(spec):
@@ -279,9 +302,13 @@ def read_cache(path: Path) -> dict[str, list[tuple[datetime, str]]]:
         con.close()
     history: dict[str, list[tuple[datetime, str]]] = {}
     for guid, timestamp, data in rows:
+        try:
+            when = datetime.fromtimestamp(float(timestamp), timezone.utc)
+        except (TypeError, ValueError, OverflowError, OSError):  # not a time a datetime can hold: no snapshot
+            continue
         if isinstance(data, bytes):
             data = data.decode("utf-8", "replace")
-        history.setdefault(guid, []).append((datetime.fromtimestamp(float(timestamp), timezone.utc), str(data)))
+        history.setdefault(guid, []).append((when, str(data)))
     return history
 
 
@@ -298,12 +325,12 @@ ORDER BY timestamp, id
 
 def toml(jobs: list[Mapped], comments: list[str]) -> str:
     """The [[scrape]] tables of the mapped jobs, with comments, checked to read back as written."""
-    lines = [f"# {line}" for line in comments]
+    lines = [_comment(line) for line in comments]
     for job in jobs:
         if job.table is None:
             continue
         lines.append("")
-        lines += [f"# {note}" for note in job.notes]
+        lines += [_comment(note) for note in job.notes]
         lines.append("[[scrape]]")
         lines += [f"{key} = {_value(value)}" for key, value in job.table.items()]
     text = "\n".join(lines) + "\n"
@@ -311,6 +338,11 @@ def toml(jobs: list[Mapped], comments: list[str]) -> str:
     if written != [job.table for job in jobs if job.table is not None]:
         raise RuntimeError("the jobs written do not read back as mapped")  # a bug in _value
     return text
+
+
+def _comment(text: str) -> str:
+    """A TOML comment line: a line break (or other control character) in a note must not end it."""
+    return "# " + "".join(c if c.isprintable() else " " for c in str(text))
 
 
 def _value(value) -> str:
