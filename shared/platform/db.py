@@ -256,10 +256,18 @@ def connection(url: str | None = None, statement_timeout: str | None = None, tim
 
 
 def close_quietly(con) -> None:
+    # pg8000 drops its buffered socket file without closing it when the goodbye cannot be sent;
+    # closed here, its unsent bytes cannot raise later, from the garbage collector, on stderr.
+    buffered = getattr(con, "_sock", None)
     try:
         con.close()
     except Exception:  # noqa: BLE001 - see connection()
         pass
+    if buffered is not None:
+        try:
+            buffered.close()
+        except Exception:  # noqa: BLE001 - it is broken: that is why we are here
+            pass
 
 
 READ_MARGIN = 15  # seconds the client waits beyond the server's statement timeout
