@@ -19,12 +19,12 @@ seed's `count(DISTINCT body) - 1` per day, which misses a change at midnight and
 that flips back and forth once.
 """
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
 from shared.errors import ConfigError
+from shared.report import diff
 
 DEFAULT_DAYS = 14
 MAX_DAYS = 3660  # ten years: --days beyond that is a typo
@@ -532,7 +532,7 @@ def _versions(con, newest: dict[int, list[int]]) -> dict[int, list[Version]]:
 def _diff(before: str, after: str) -> tuple[list[str], int]:
     """The unified diff's lines (without its file header), the first DIFF_LINES kept, each cut
     to DIFF_LINE_CHARS; and how many lines were left out."""
-    lines = list(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=1))[2:]
+    lines = diff.hunks(before, after, context=1)
     return [line[:DIFF_LINE_CHARS] for line in lines[:DIFF_LINES]], max(0, len(lines) - DIFF_LINES)
 
 

@@ -26,7 +26,6 @@ Apprise's own log records are redacted at the source (`_AppriseRecords`), masked
 such as `T...2` included, before any handler sees them.
 """
 
-import difflib
 import logging
 import os
 import re
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit
 
 from shared.platform import log
+from shared.report import diff
 
 logger = logging.getLogger(__name__)
 
@@ -136,20 +136,8 @@ def messages_for(job, check: Check) -> list[Message]:
 def unified_diff(before: str, after: str) -> str:
     """The diff between two contents, trimmed. Secrets are redacted first: a secret cut by the
     trimming (one of many lines, say) would no longer match, and part of it would show."""
-    before, after = log.redact(before).splitlines(), log.redact(after).splitlines()
-    # Compare only what changed, and only so much of it: difflib's cost grows with the square
-    # of the lines, and a message shows at most MAX_DIFF_LINES of them anyway.
-    start = 0
-    while start < min(len(before), len(after)) and before[start] == after[start]:
-        start += 1
-    end = 0
-    while end < min(len(before), len(after)) - start and before[-1 - end] == after[-1 - end]:
-        end += 1
-    first = max(0, start - CONTEXT_LINES)
-    before = before[first:len(before) - max(0, end - CONTEXT_LINES)][:MAX_DIFF_INPUT_LINES]
-    after = after[first:len(after) - max(0, end - CONTEXT_LINES)][:MAX_DIFF_INPUT_LINES]
-    lines = [_shift_hunk(line, first) for line in
-             difflib.unified_diff(before, after, "before", "after", n=CONTEXT_LINES, lineterm="")]
+    lines = ["--- before", "+++ after"] + diff.hunks(log.redact(before), log.redact(after), CONTEXT_LINES,
+                                                     MAX_DIFF_INPUT_LINES)
     shown, size = [], 0
     for line in lines:
         if len(shown) >= MAX_DIFF_LINES or size + len(line) > MAX_DIFF_CHARS:
@@ -159,18 +147,6 @@ def unified_diff(before: str, after: str) -> str:
     if len(shown) < len(lines):
         shown.append(f"... {len(lines) - len(shown)} more diff lines not shown")
     return "\n".join(shown)
-
-
-_HUNK = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@$")
-
-
-def _shift_hunk(line: str, offset: int) -> str:
-    """A hunk header's line numbers counted from the top of the page, not of the compared part."""
-    match = _HUNK.match(line) if offset else None
-    if not match:
-        return line
-    before, before_count, after, after_count = match.groups()
-    return f"@@ -{int(before) + offset}{before_count or ''} +{int(after) + offset}{after_count or ''} @@"
 
 
 def send(urls: tuple[str, ...], message: Message, timeout: float | None = None) -> list[str]:

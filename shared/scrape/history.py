@@ -5,7 +5,6 @@ seen (after a prune, from the oldest kept). All SQL of these tools is here (prun
 storage.py, where a run calls it), all of it read-only but DELETE_* and prune.
 """
 
-import difflib
 import os
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from shared import config
 from shared.errors import ConfigError, WorkFailed
 from shared.platform import db, log, schema
 from shared.platform.db import transaction
+from shared.report import diff
 from shared.scrape import fetch, filters, storage
 from shared.scrape.job import ScrapeJob
 
@@ -200,7 +200,7 @@ def diff_text(con, name: str, a: int | None = None, b: int | None = None) -> str
     old, new = (con.run(BODY, id=v.content_id)[0][0] for v in (before, after))
     header = [f"--- {name} version {before.number} ({before.span()})",
               f"+++ {name} version {after.number} ({after.span()})"]
-    return "\n".join(header + unified(old, new)) + "\n"
+    return "\n".join(header + diff.hunks(old, new, CONTEXT_LINES)) + "\n"
 
 
 def _pick(name: str, versions: list[Version], number: int) -> Version:
@@ -209,36 +209,6 @@ def _pick(name: str, versions: list[Version], number: int) -> Version:
     if not 1 <= number <= len(versions):
         raise ConfigError(f"{name} has versions 1 to {len(versions)}, not {number}")
     return versions[number - 1]
-
-
-def unified(before: str, after: str, context: int = CONTEXT_LINES) -> list[str]:
-    """difflib's unified diff lines (without its ---/+++ header) of two texts. Lines the two
-    share at the top and bottom are set aside first, beyond the context: difflib's cost grows
-    with the square of the lines it compares, and pages differ in a few places."""
-    old, new = before.splitlines(), after.splitlines()
-    start = 0
-    while start < min(len(old), len(new)) and old[start] == new[start]:
-        start += 1
-    end = 0
-    while end < min(len(old), len(new)) - start and old[-1 - end] == new[-1 - end]:
-        end += 1
-    skip = max(0, start - context)
-    old, new = old[skip:len(old) - max(0, end - context)], new[skip:len(new) - max(0, end - context)]
-    lines = list(difflib.unified_diff(old, new, n=context, lineterm=""))[2:]
-    return [_shift(line, skip) for line in lines]
-
-
-def _shift(line: str, offset: int) -> str:
-    """A hunk header counted from the top of the whole text."""
-    if not offset or not line.startswith("@@ "):
-        return line
-    old, new = line[3:line.index(" @@")].split(" ")
-
-    def moved(part: str) -> str:
-        start, _, count = part[1:].partition(",")
-        return f"{part[0]}{int(start) + offset}" + (f",{count}" if count else "")
-
-    return f"@@ {moved(old)} {moved(new)} @@"
 
 
 # --- test ---------------------------------------------------------------------------------
@@ -281,9 +251,9 @@ def test(job: ScrapeJob) -> tuple[str, int]:
         return "\n".join(lines + [f"unchanged: the same as version {current.number}, the current one"]) + "\n", 0
     note = "" if fingerprint == filters.fingerprint(job) else \
         " (the current version was made with other filters: the change would not be notified)"
-    diff = [f"--- {job.name} version {current.number} (current; {current.span()})",
-            f"+++ {job.name} now"] + unified(stored, body)
-    return "\n".join(lines + [f"changed against version {current.number}{note}:"] + diff) + "\n", 0
+    changes = [f"--- {job.name} version {current.number} (current; {current.span()})",
+               f"+++ {job.name} now"] + diff.hunks(stored, body, CONTEXT_LINES)
+    return "\n".join(lines + [f"changed against version {current.number}{note}:"] + changes) + "\n", 0
 
 
 # --- delete, prune --------------------------------------------------------------------------
