@@ -4,8 +4,6 @@ Each test names the promise it holds the code to; none depends on how fast the m
 servers' delays are lower bounds, and a fixed run ends the way the assertion says however slow)."""
 
 import json
-import socket
-import threading
 import time
 
 import pytest
@@ -15,59 +13,30 @@ from shared.platform import events, log
 from shared.scrape import fetch
 from shared.scrape import run as scrape
 from shared.scrape.job import ScrapeJob
+from tests.loopback import RawServer
 
 HEALTHY = ["healthy-0", "healthy-1"]
 GIVE_UP = 20  # seconds a hostile server keeps at it; then it ends its answer well, so a build whose
 # timeout does not hold fails (stores it) instead of hanging
 
 
-class Site:
+class Site(RawServer):
     """A loopback server whose answers are functions of (connection, request target): they may
     write slowly, or forever (until GIVE_UP, or until the client hangs up)."""
+
+    timeout = GIVE_UP
 
     def __init__(self):
         self.answers = {}
         self.requests: list[str] = []
         self.raw: dict[str, bytes] = {}  # request target -> the last request for it, as received
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn):
-        with conn:
-            conn.settimeout(GIVE_UP)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                request += chunk
-            target = request.split(b" ", 2)[1].decode("latin-1")
-            self.requests.append(target)
-            self.raw[target] = request
-            path = target.lstrip("/").split("?")[0].split("/")[0]  # /chain/3 is answered by "chain"
-            answer = self.answers.get(path, lambda c, t: c.sendall(ok(b"")))
-            try:
-                answer(conn, target)
-            except OSError:  # the client hung up: what a timed-out fetch does
-                pass
-
-    def close(self):
-        self.sock.close()
+    def respond(self, conn, target, request):
+        self.requests.append(target)
+        self.raw[target] = request
+        path = target.lstrip("/").split("?")[0].split("/")[0]  # /chain/3 is answered by "chain"
+        self.answers.get(path, lambda c, t: c.sendall(ok(b"")))(conn, target)
 
 
 def ok(body: bytes, headers: bytes = b"") -> bytes:

@@ -5,8 +5,6 @@ the real fetch, filters and storage on the real PostgreSQL."""
 
 import codecs
 import json
-import socket
-import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -16,53 +14,23 @@ from shared.platform import db as shared_db, events, log
 from shared.scrape import fetch
 from shared.scrape import run as scrape
 from shared.scrape.job import ScrapeJob
+from tests.loopback import RawServer
 
 
-class RawSite:
-    """A loopback HTTP server answering each path with raw bytes (status line, headers and
-    body exactly as given), so a test can send what no well-behaved server would."""
+class RawSite(RawServer):
+    """Answers each path with raw bytes (status line, headers and body exactly as given)."""
 
     def __init__(self):
         self.answers: dict[str, bytes] = {}
         self.keep_open: set[str] = set()  # paths whose connection stays open after the answer
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn):
-        with conn:
-            conn.settimeout(5)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                request += chunk
-            path = request.split(b" ", 2)[1].decode("latin-1").lstrip("/")
-            conn.sendall(self.answers.get(path, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
-            if path in self.keep_open:  # and answer whatever comes next on it with garbage
-                try:
-                    while conn.recv(4096):
-                        conn.sendall(b"garbage, not HTTP\r\n\r\n")
-                except OSError:  # the client closed it: what it should do
-                    pass
-
-    def close(self):
-        self.sock.close()
+    def respond(self, conn, target, request):
+        path = target.lstrip("/")
+        conn.sendall(self.answers.get(path, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
+        if path in self.keep_open:  # and answer whatever comes next on it with garbage
+            while conn.recv(4096):
+                conn.sendall(b"garbage, not HTTP\r\n\r\n")
 
 
 @pytest.fixture
