@@ -6,9 +6,9 @@
 The webhook runs in a child process (a ThreadingHTTPServer: one thread per request, so it
 answers requests in parallel, each after --delay seconds) and counts what it receives. Cases:
 
-- serial: each change's messages sent one after another on the caller's thread (notify.send,
+- serial: each change's messages sent one after another on the caller's thread (messages.send,
   what the write path did before the Outbox: the run waited for every answer);
-- outbox, N workers: an Outbox (shared/report/outbox.py) with N workers; "posting" is the time
+- outbox, N workers: an Outbox (shared/notify/outbox.py) with N workers; "posting" is the time
   the run's writer is held (post() for every change), "total" runs until close() returns.
 
 A case counts only if the webhook received every message and no notice came back. Then the
@@ -82,8 +82,8 @@ def main() -> None:
     if args.serve:
         return serve(args.delay)
 
-    from shared.report import notify
-    from shared.report.outbox import Outbox
+    from shared.notify import messages
+    from shared.notify.outbox import Outbox
     from shared.scrape.job import ScrapeJob
 
     child = subprocess.Popen([sys.executable, "-m", "bench.notify_speed", "--serve", "--delay", str(args.delay)],
@@ -92,9 +92,9 @@ def main() -> None:
         port = int(child.stdout.readline())
         url = f"json://127.0.0.1:{port}/hook"
         jobs = [ScrapeJob(name=f"page-{i}", url=f"https://example.org/{i}", notify=(url,)) for i in range(args.changes)]
-        check = notify.Check("changed", "2026-11-22T10:00:00+00:00", body="Item 1: budget\nItem 2: parks and libraries",
+        check = messages.Check("changed", "2026-11-22T10:00:00+00:00", body="Item 1: budget\nItem 2: parks and libraries",
                              previous_body="Item 1: budget\nItem 2: parks")
-        notify.deliver(url, notify.Message("warm-up", "import Apprise before timing"))
+        messages.deliver(url, messages.Message("warm-up", "import Apprise before timing"))
         rows = []
 
         def case(name, run):
@@ -108,8 +108,8 @@ def main() -> None:
             print(f"{name}: {total:.1f} s", file=sys.stderr)
 
         def serial():
-            problems = [f for each in jobs for message in notify.messages_for(each, check)
-                        for f in notify.send(notify.urls_for(each), message)]
+            problems = [f for each in jobs for message in messages.messages_for(each, check)
+                        for f in messages.send(messages.urls_for(each), message)]
             return None, problems
 
         def outbox(workers):
@@ -149,7 +149,7 @@ def hanging_smtp(jobs, check):
     """Every job's messages to one SMTP server that accepts and never says a word."""
     from dataclasses import replace
 
-    from shared.report.outbox import Outbox
+    from shared.notify.outbox import Outbox
 
     server = socket.create_server(("127.0.0.1", 0), backlog=128)
     held = []

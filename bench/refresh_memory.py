@@ -97,7 +97,7 @@ def child(case: str, code: str, target: str, budget: float) -> dict:
     before any answer."""
     import requests
 
-    from shared.platform import db
+    from shared.core import db
     from shared.refresh import carto, postgres
     from shared.refresh.job import RefreshJob
 

@@ -24,8 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from devtools import localpg
-from shared.platform import db, schema
-from shared.scrape import storage
+from shared.app import schema
+from shared.core import db
+from shared.scrape import store
 
 SLOT = 600  # seconds: every 10 minutes
 
@@ -155,9 +156,9 @@ def fill(con, targets: int, days: int, end: datetime) -> int:
     con.run("ANALYZE bench_slots")
     for statement in CONTENTS.split(";"):
         con.run(statement)
-    con.run(SEGMENTS, size=storage.SEGMENT_SIZE)
+    con.run(SEGMENTS, size=store.SEGMENT_SIZE)
     first, second = ERRORS_AND_STATE.split(";", 1)
-    con.run(first, keep=storage.ERROR_HISTORY)
+    con.run(first, keep=store.ERROR_HISTORY)
     con.run(second)
     for statement in REFRESH.split(";"):
         con.run(statement, **{k: v for k, v in {"days": days, "end": end}.items() if f":{k}" in statement})

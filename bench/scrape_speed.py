@@ -36,7 +36,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from devtools import localpg
-from shared.platform import db
+from shared.core import db
 
 ROOT = Path(__file__).resolve().parent.parent
 URLWATCH_VENV = ROOT / "bench" / ".venv-urlwatch"

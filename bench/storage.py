@@ -3,7 +3,7 @@
     make bench-storage          (or: python -m bench.storage [--history 100000] [--checks 300])
 
 Uses $DATABASE_URL if set, else a throwaway local PostgreSQL. Measures our segmented
-storage (shared/scrape/storage.py) and, for comparison, the seed article's single ever-growing
+storage (shared/scrape/store.py) and, for comparison, the seed article's single ever-growing
 array, on the same server in the same run. Prints a Markdown table.
 """
 
@@ -16,9 +16,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from devtools import localpg
-from shared.platform import db, schema
-from shared.scrape import storage
-
+from shared.app import schema
+from shared.core import db
+from shared.scrape import store
 
 SEED_TABLE = """
 DROP TABLE IF EXISTS seed_scraps;
@@ -38,14 +38,14 @@ BODY = "<html><body>" + "A council agenda line. " * 100 + "</body></html>"  # ~2
 def fill_history(con, name: str, checks: int, start: datetime) -> None:
     """Give target `name` exactly the rows `checks` calls of record_check would leave
     (same content, one check every 10 minutes), written in bulk to save time."""
-    storage.record_check(con, name, "http://bench/", BODY, start)
+    store.record_check(con, name, "http://bench/", BODY, start)
     content_id = con.run("SELECT last_content_id FROM scrape_targets WHERE name = :n", n=name)[0][0]
     con.run("""
         INSERT INTO scrape_seen (content_id, segment, seen_at)
         SELECT :cid, i / :size, array_agg(CAST(:start AS timestamptz) + i * interval '10 minutes' ORDER BY i)
         FROM generate_series(0, :checks - 1) i GROUP BY i / :size
         ON CONFLICT (content_id, segment) DO UPDATE SET seen_at = EXCLUDED.seen_at
-    """, cid=content_id, size=storage.SEGMENT_SIZE, start=start, checks=checks)
+    """, cid=content_id, size=store.SEGMENT_SIZE, start=start, checks=checks)
     con.run("UPDATE scrape_contents SET checks = :checks, last_seen = :last WHERE id = :cid",
             checks=checks, last=start + timedelta(minutes=10 * (checks - 1)), cid=content_id)
     con.run("VACUUM ANALYZE scrape_seen")
@@ -93,8 +93,8 @@ def run(url: str, args) -> None:
     # Ours: a fresh target (0 recorded checks) and one with --history checks of the same content.
     fill_history(con, "bench-long", args.history, start)
     ours = time_checks({
-        "fresh": lambda ts: storage.record_check(con, "bench-fresh", "http://bench/", BODY, ts),
-        "long": lambda ts: storage.record_check(con, "bench-long", "http://bench/", BODY, ts),
+        "fresh": lambda ts: store.record_check(con, "bench-fresh", "http://bench/", BODY, ts),
+        "long": lambda ts: store.record_check(con, "bench-long", "http://bench/", BODY, ts),
     }, args.checks, later)
     fresh, long = ours["fresh"], ours["long"]
     total = con.run("SELECT cardinality(seen_at) FROM scraps WHERE target = 'bench-long'")[0][0]
@@ -121,7 +121,7 @@ def run(url: str, args) -> None:
     ms = lambda s: f"{s * 1000:.2f} ms"  # noqa: E731
     print(f"| storage | per check, 0 checks recorded | per check, {args.history:,} recorded | ratio |")
     print("|---|---|---|---|")
-    print(f"| ours: segments of {storage.SEGMENT_SIZE} | {ms(fresh)} | {ms(long)} | {long / fresh:.2f} |")
+    print(f"| ours: segments of {store.SEGMENT_SIZE} | {ms(fresh)} | {ms(long)} | {long / fresh:.2f} |")
     print(f"| seed: one growing array | {ms(seed_fresh)} | {ms(seed_long)} | {seed_long / seed_fresh:.2f} |")
     print(f"\nmedian of {args.checks} checks each, the two cases of a row taking turns; ours is one transaction"
           " (target lock, idempotency key, content upsert, segment append)")

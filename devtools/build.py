@@ -117,7 +117,7 @@ def build_lambda(out: Path = DIST / "lambda.zip") -> Path:
 
 
 # Imported lazily, but by every run, so compiled too: each kind's run module (loaded on first
-# use, see shared/kinds.py) and the PostgreSQL driver.
+# use, see shared/app/kinds.py) and the PostgreSQL driver.
 RUN_IMPORTS = ["shared.scrape.run", "shared.refresh.run", "pg8000.native"]
 
 # Run by the runtime's Python inside the staging folder: import the handlers, then compile

@@ -7,11 +7,10 @@ A job that Heroku cannot schedule (a cron expression, an odd minute) is an error
 
 import sys
 
-from shared import config
-from shared.errors import ConfigError
-from shared.kinds import KINDS
-from shared.platform import entry
-from shared.platform.schedule import ScheduleError
+from shared.app import config, entry
+from shared.app.kinds import KINDS
+from shared.core.errors import ConfigError
+from shared.core.schedule import ScheduleError
 
 
 def entries(schedules: list, source: str) -> list[tuple[str, str]]:

@@ -23,8 +23,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from devtools import localpg
-from shared.kinds import KINDS
-from shared.platform import entry
+from shared.app import entry
+from shared.app.kinds import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ def serve_carto_emulator(load_example: bool) -> tuple[str, str]:
     """A CARTO SQL API emulator on loopback backed by $DATABASE_URL, with the bikeways example
     loaded (idempotently) when asked; returns its SQL API endpoint and demo API key."""
     from devtools.carto_emulator import CartoEmulator
-    from shared.platform import db
+    from shared.core import db
 
     if load_example:
         con = db.connect()

@@ -22,7 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from shared.errors import JobError
+from shared.core.errors import JobError
 
 PORT = 5432  # names the socket file only; no TCP port is opened
 

@@ -3,7 +3,7 @@
 
 import sys
 
-from shared.platform import entry
+from shared.app import entry
 
 handler = entry.lambda_handler("carto_refresh")
 

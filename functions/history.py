@@ -1,12 +1,11 @@
-"""The history, by hand: `python -m functions.history list | show | diff | test | delete | prune`
-(see --help). The work is in shared/scrape/history.py; errors are one line (exit 2: bad input)."""
+"""The history_tools, by hand: `python -m functions.history list | show | diff | test | delete | prune`
+(see --help). The work is in shared/app/history_tools.py; errors are one line (exit 2: bad input)."""
 
 import argparse
 import sys
 
-from shared.platform import entry
-from shared.report.history import database_failure
-from shared.scrape import history
+from shared.app import entry, history_tools
+from shared.app.report.model import database_failure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         try:
-            return history.run(args.command, vars(args))
+            return history_tools.run(args.command, vars(args))
         except Exception as exc:  # an SQL error is one line, never a traceback
             raise database_failure(exc, f"history {args.command}") from None
 

@@ -11,8 +11,8 @@ Exit codes: 0 done, 1 database unreachable, 2 bad usage, configuration or databa
 import argparse
 import sys
 
-from shared.platform import db, entry, log, schema
-from shared.scrape import adopt, history, urlwatch
+from shared.app import adopt, entry, history_tools, schema, urlwatch
+from shared.core import db, log
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.adopt_urlwatch:
             print(log.redact(urlwatch.adopt(*args.adopt_urlwatch, write=args.write)), end="")
             return 0
-        job = history.scrape_job(args.adopt_seed) if args.adopt_seed else None  # before connecting
+        job = history_tools.scrape_job(args.adopt_seed) if args.adopt_seed else None  # before connecting
         with db.connection() as con:
             if job:
                 print(adopt.adopt_seed(con, job).line())

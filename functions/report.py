@@ -12,10 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from shared import config
-from shared.errors import ConfigError
-from shared.platform import db, entry, log, schema
-from shared.report import history, render
+from shared.app import config, entry, schema
+from shared.app.report import model, render
+from shared.core import db, log
+from shared.core.errors import ConfigError
 
 
 def schedules() -> tuple[dict[tuple[str, str], str | None], str | None]:
@@ -41,7 +41,7 @@ def _writable(name: str) -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m functions.report", description=__doc__.split("\n")[0])
-    parser.add_argument("--days", type=int, default=history.DEFAULT_DAYS, help="days shown, today included")
+    parser.add_argument("--days", type=int, default=model.DEFAULT_DAYS, help="days shown, today included")
     parser.add_argument("--html", metavar="FILE",
                         help="also write the report as one self-contained HTML page; '-' writes only the page, to stdout")
     args = parser.parse_args(argv)
@@ -49,17 +49,17 @@ def main(argv=None) -> int:
     def body() -> int:
         if args.html == "":
             raise ConfigError("--html needs a file name, or - for the page alone on stdout")
-        if not 1 <= args.days <= history.MAX_DAYS:
-            raise ConfigError(f"--days must be from 1 to {history.MAX_DAYS}, not {args.days}")
+        if not 1 <= args.days <= model.MAX_DAYS:
+            raise ConfigError(f"--days must be from 1 to {model.MAX_DAYS}, not {args.days}")
         html_file = _writable(args.html) if args.html and args.html != "-" else None
         by_job, note = schedules()
-        history.plan_limit_bytes()  # a bad DB_PLAN_LIMIT_MB fails before connecting
+        model.plan_limit_bytes()  # a bad DB_PLAN_LIMIT_MB fails before connecting
         try:
             with db.connection() as con:
                 schema.ensure(con)
-                result = history.build(con, by_job, days=args.days, note=note)
+                result = model.build(con, by_job, days=args.days, note=note)
         except Exception as exc:  # an SQL error is one line, never a traceback
-            raise history.database_failure(exc, "reading the report") from None
+            raise model.database_failure(exc, "reading the report") from None
         if args.html == "-":
             sys.stdout.write(log.redact(render.html(result)))
             return 0

@@ -33,9 +33,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from infra import plan, template
-from shared import config
-from shared.errors import ConfigError, JobError
-from shared.platform import entry, log
+from shared.app import config, entry
+from shared.core import log
+from shared.core.errors import ConfigError, JobError
 
 ROOT = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 5  # between looks at a change set or stack while CloudFormation works

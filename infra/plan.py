@@ -22,10 +22,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from shared import config
-from shared.errors import ConfigError
-from shared.kinds import KINDS
-from shared.platform.schedule import EVERY
+from shared.app import config
+from shared.app.kinds import KINDS
+from shared.core.errors import ConfigError
+from shared.core.schedule import EVERY
 
 STACK = os.environ.get("STACK_NAME", "scheduled-jobs")
 RUNTIME = "python3.13"  # must match LAMBDA_PYTHON in devtools/build.py
@@ -48,19 +48,21 @@ class FunctionSpec:
 
 
 FUNCTIONS = {
-    # One function per job kind, sized by its registration (shared/kinds.py).
+    # One function per job kind, sized by its `Kind` (shared/app/kinds.py).
     **{kind.name: FunctionSpec(kind.name, f"{STACK}-{kind.command}", kind.handler, kind.timeout, kind.memory)
        for kind in KINDS.values()},
-    # Splits a large scrape schedule into shards on the work queue (shared/platform/dispatch.py).
+    # Splits a large schedule of the shardable kind into shards on the work queue (shared/app/dispatch.py).
     "dispatch": FunctionSpec("dispatch", f"{STACK}-dispatch", "functions.dispatch.handler", 60, 256),
 }
-# More scrape jobs than this on one schedule: the schedule invokes the dispatcher, which queues
-# shards, instead of one scrape invocation running them all.
+# The kind whose large schedules are split into shards (one work queue serves it; at most one
+# kind may shard). More of its jobs than this on one schedule: the schedule invokes the
+# dispatcher, which queues shards, instead of one invocation running them all.
+SHARDED = next(kind.name for kind in KINDS.values() if kind.shardable)
 DISPATCH_THRESHOLD = int(os.environ.get("DISPATCH_THRESHOLD", "100"))
-WORK_QUEUE = f"{STACK}-scrape-shards"
+WORK_QUEUE = f"{STACK}-{SHARDED}-shards"
 SHARDS_AT_ONCE = 5  # the most shards running together, budget permitting
 MIN_QUEUE_CONCURRENCY = 2  # SQS event source mappings accept a MaximumConcurrency of 2 to 1000
-WORK_VISIBILITY = 6 * FUNCTIONS["scrape"].timeout  # AWS's advice for a queue feeding a function
+WORK_VISIBILITY = 6 * FUNCTIONS[SHARDED].timeout  # AWS's advice for a queue feeding a function
 WORK_RECEIVES = 3  # tries per shard before its message goes to the dead-letter queue
 
 
@@ -76,7 +78,7 @@ class ScheduleSpec:
     def input(self) -> str:
         # Scheduler replaces the placeholder with the run's scheduled time: the idempotency key.
         if self.function.kind == "dispatch":  # the dispatcher looks its jobs up by schedule
-            what = {"schedule": self.expression}
+            what = {"schedule": self.expression, "kind": SHARDED}
         else:
             what = {"jobs": list(self.jobs)}
         return json.dumps({**what, "scheduled_time": "<aws.scheduler.scheduled-time>"})
@@ -109,8 +111,8 @@ def _max_age(schedule) -> int:
 
 
 def schedules(jobs_schedules: list) -> tuple[ScheduleSpec, ...]:
-    """One schedule per kind and expression, in the jobs file's order; a scrape one with more
-    than DISPATCH_THRESHOLD jobs goes through the dispatcher."""
+    """One schedule per kind and expression, in the jobs file's order; one of the shardable kind
+    with more than DISPATCH_THRESHOLD jobs goes through the dispatcher."""
     groups: dict[tuple[str, str], list] = {}
     for kind, name, schedule in jobs_schedules:
         groups.setdefault((kind, schedule.aws_expression()), []).append((name, schedule))
@@ -118,7 +120,7 @@ def schedules(jobs_schedules: list) -> tuple[ScheduleSpec, ...]:
     for (kind, expression), members in groups.items():
         names = tuple(name for name, _ in members)
         function = FUNCTIONS[kind]
-        if kind == "scrape" and len(names) > DISPATCH_THRESHOLD:
+        if kind == SHARDED and len(names) > DISPATCH_THRESHOLD:
             function = FUNCTIONS["dispatch"]
         out.append(ScheduleSpec(schedule_name(function.kind, expression), function, expression,
                                 _max_age(members[0][1]), names))
@@ -151,7 +153,7 @@ def budget(specs: tuple[ScheduleSpec, ...], connections: int, source: str = "the
             f" ({', '.join(parts)}), more than DB_CONNECTIONS={connections}: raise DB_CONNECTIONS (within"
             " your database's connection limit) or give more jobs the same schedule")
     queue = min(SHARDS_AT_ONCE, runs_allowed - sum(reserved.values())) if sharding else 0
-    reserved["scrape"] += queue
+    reserved[SHARDED] += queue
     return reserved, queue
 
 

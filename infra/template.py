@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from infra import plan
-from shared.platform import entry
+from shared.app import entry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,7 @@ def render(p: plan.Plan) -> dict:
             "Type": "AWS::Lambda::EventSourceMapping",
             "Properties": {
                 "EventSourceArn": _arn("WorkQueue"),
-                "FunctionName": {"Ref": logical_id("scrape", "Function")},
+                "FunctionName": {"Ref": logical_id(plan.SHARDED, "Function")},
                 "BatchSize": 1,
                 # Shards running at once: the connection budget's share for the queue.
                 "ScalingConfig": {"MaximumConcurrency": p.queue_concurrency},
@@ -100,7 +100,7 @@ def render(p: plan.Plan) -> dict:
         }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": f"{plan.STACK}: scheduled scrape and refresh jobs (generated from the jobs file)",
+        "Description": f"{plan.STACK}: scheduled {' and '.join(plan.KINDS)} jobs (generated from the jobs file)",
         "Parameters": {
             "CodeBucket": {"Type": "String", "Description": "S3 bucket holding dist/lambda.zip"},
             "CodeKey": {"Type": "String", "Default": "lambda.zip", "Description": "S3 key of the zip"},
@@ -132,7 +132,7 @@ def _function(p: plan.Plan, f: plan.FunctionSpec) -> dict:
     else:
         statements.append({"Effect": "Allow", "Action": ["ssm:GetParametersByPath"], "Resource": _sub(
             f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{plan.SECRETS_PATH.rstrip('/')}")})
-    if f.kind == "scrape" and p.sharding:
+    if f.kind == plan.SHARDED and p.sharding:
         statements.append({"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage",
                                                          "sqs:GetQueueAttributes"], "Resource": _arn("WorkQueue")})
     properties = {

@@ -1,11 +1,11 @@
-"""The driver package shared by every entry point in functions/, grouped by concern:
+"""The driver package shared by every entry point in functions/, in layers that import only
+downward:
 
-- kinds.py: the registry of job kinds, read by everything else; result.py: the one Result;
-  errors.py: the one error base, with exit codes; config.py and keys.py: the jobs file.
-- platform/: what every kind stands on (entry adapter, events, secrets, log, db, schedule, ...).
-- scrape/, refresh/: the two kinds. report/: notifications and the history report.
+- core/: what everything stands on (errors, result, log and redaction, db, schedule, deadline...);
+  imports nothing else of shared/.
+- notify/: messages, the outbox that sends them, the one bounded diff.
+- scrape/, refresh/: one package per job kind; each exports its `Kind` from kind.py and keeps all
+  the SQL of its tables in store.py. A kind imports only core and notify.
+- app/: on top: the list of kinds, the jobs file, the entry adapter, events, dispatch, schema,
+  the report and the history tools.
 """
-
-NAME = "scheduled-jobs"
-VERSION = "0.2.0"
-USER_AGENT = f"{NAME}/{VERSION} (+scheduled page checks)"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from devtools.carto_emulator import CartoEmulator
-from shared.platform import db
+from shared.core import db
 from shared.refresh import carto
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -68,7 +68,7 @@ def database_url(postgresql, monkeypatch):
 @pytest.fixture
 def db(database_url):
     """A pg8000 connection to the test database (our own driver's connect)."""
-    from shared.platform import db as shared_db
+    from shared.core import db as shared_db
 
     con = shared_db.connect(database_url)
     yield con

@@ -16,8 +16,8 @@ from werkzeug import Response
 
 from functions import migrate as migrate_fn
 from functions import scrape as scrape_fn
-from shared.platform import schema
-from shared.scrape import storage
+from shared.app import schema
+from shared.scrape import store
 from tests.seed import BREAKDOWN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,7 +188,7 @@ def test_adopting_a_history_longer_than_a_segment_keeps_every_time_in_bounded_ro
     assert table(db, f"SELECT segment, cardinality(seen_at) FROM scrape_seen WHERE content_id = {v1[0]}"
                      " ORDER BY segment") == [(0, 200), (1, 200), (2, 65)]
     # A check appends to the last segment, as for a history of our own.
-    storage.record_check(db, "agenda", "http://x/", "<p>v1</p>", datetime(2016, 4, 14, tzinfo=timezone.utc))
+    store.record_check(db, "agenda", "http://x/", "<p>v1</p>", datetime(2016, 4, 14, tzinfo=timezone.utc))
     assert table(db, f"SELECT segment, cardinality(seen_at) FROM scrape_seen WHERE content_id = {v1[0]}"
                      " ORDER BY segment")[-1] == (2, 66)
 
@@ -342,7 +342,7 @@ def test_adopting_urlwatch_writes_its_jobs_and_imports_every_snapshot(database_u
                                                                       monkeypatch, capsys):
     import hashlib
 
-    from shared import config
+    from shared.app import config
 
     jobs = tmp_path / "jobs.toml"
     jobs.write_text('[[scrape]]\nname = "mine"\nurl = "http://127.0.0.1:9/"\n')
@@ -419,8 +419,8 @@ def test_without_write_the_jobs_are_printed_as_toml_and_no_file_changes(database
 
 
 def test_urlwatch_mapping_of_legacy_filters_passwords_and_other_keys():
-    from shared.platform import log
-    from shared.scrape import urlwatch
+    from shared.app import urlwatch
+    from shared.core import log
 
     jobs = urlwatch.map_jobs([
         {"url": "https://user:pa55word@example.org/a", "name": "Ägenda: week", "filter": "css:#x,html2text,strip",
@@ -449,7 +449,7 @@ def test_urlwatch_mapping_of_legacy_filters_passwords_and_other_keys():
 
 
 def test_imported_snapshots_keep_no_password_and_import_once(database_url, db):
-    from shared.scrape import adopt, urlwatch
+    from shared.app import adopt, urlwatch
 
     (job,) = urlwatch.map_jobs([{"url": "https://user:hunter22@example.org/a", "name": "a"}])
     t = datetime(2026, 1, 1, tzinfo=timezone.utc)

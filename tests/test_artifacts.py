@@ -11,7 +11,6 @@ and every Procfile entry run with honcho (the Procfile runner).
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -90,7 +89,7 @@ def test_lambda_zip_is_reproducible_small_and_clean(artifacts, tmp_path, monkeyp
     # Budget 6 MB (Lambda allows 50): it holds bytecode of each kind's run modules too, which
     # every run imports after the handler (bench/RESULTS.md, "Lambda artifact").
     assert zip_path.stat().st_size < 6_000_000
-    assert "functions/scrape.py" in names and "shared/scrape/storage.py" in names and "jobs.toml" in names
+    assert "functions/scrape.py" in names and "shared/scrape/store.py" in names and "jobs.toml" in names
     assert not [n for n in names if n.startswith(("tests/", "devtools/", "bench/", "pytest", "boto3/", "botocore/", "bin/"))]
     # pip's RECORD files hash console scripts that name the building machine's Python: left out,
     # so that builds in two checkouts are identical too.

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 from werkzeug import Response
 
-from shared.refresh import carto, run as refresh_run
+from shared.refresh import carto
+from shared.refresh import run as refresh_run
 from shared.refresh.job import RefreshJob
+from tests import runs
 from tests.carto_fixtures import FAST, KEY
 from tests.test_adopt import command, jobs_file, page, seed_run  # noqa: F401 (fixtures)
 
@@ -213,7 +215,7 @@ def test_a_statement_that_lifts_its_statement_timeout_is_still_stopped_and_cance
     job = RefreshJob(name="pg", mode="postgres", sql="SET statement_timeout = 0; SELECT pg_sleep(60)",
                      statement_timeout=1)
     started = time.monotonic()
-    (result,) = refresh_run.run([job])
+    (result,) = runs.refresh([job])
     assert time.monotonic() - started < GENEROUS
     assert result.outcome == "error" and result.reason.startswith("statement timeout: stopped after"), result
     for _ in range(100):  # the server stopped it too (not only our end of the connection)
@@ -225,7 +227,7 @@ def test_a_statement_that_lifts_its_statement_timeout_is_still_stopped_and_cance
 
 def test_a_time_budget_shorter_than_the_statement_timeout_says_so(database_url):
     job = RefreshJob(name="pg", mode="postgres", sql="SELECT pg_sleep(60)", time_budget=1.5)
-    (result,) = refresh_run.run([job])
+    (result,) = runs.refresh([job])
     assert result.reason.startswith("the time budget ran out during the statement"), result
 
 
@@ -239,9 +241,9 @@ def test_a_database_that_accepts_and_never_answers_costs_the_budget_not_30_secon
 
 
 def test_a_transaction_left_open_is_a_failure_not_a_silent_rollback(database_url, db):
-    (left_open,) = refresh_run.run([RefreshJob(name="pg", mode="postgres", sql="BEGIN; CREATE TABLE kept (a int)")])
+    (left_open,) = runs.refresh([RefreshJob(name="pg", mode="postgres", sql="BEGIN; CREATE TABLE kept (a int)")])
     assert left_open.outcome == "error" and "left a transaction open" in left_open.reason
-    (committed,) = refresh_run.run([RefreshJob(name="pg", mode="postgres",
+    (committed,) = runs.refresh([RefreshJob(name="pg", mode="postgres",
                                                sql="BEGIN; CREATE TABLE kept (a int); COMMIT")])
     assert committed.outcome == "ok" and db.run("SELECT to_regclass('kept') IS NOT NULL")[0][0]
 
@@ -255,7 +257,7 @@ def test_a_huge_value_or_error_is_not_read_whole(database_url, sql):
 
     tracemalloc.start()
     try:
-        (result,) = refresh_run.run([RefreshJob(name="pg", mode="postgres", sql=sql)])
+        (result,) = runs.refresh([RefreshJob(name="pg", mode="postgres", sql=sql)])
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -277,7 +279,7 @@ def test_a_history_database_that_never_answers_does_not_hold_the_refresh(httpser
     monkeypatch.setenv("NOTIFY_URLS", "")
     httpserver.expect_request("/api/v2/sql").respond_with_handler(ok_answer)
     started = time.monotonic()
-    (result,) = refresh_run.run([v2_job(httpserver.url_for("/api/v2/sql"), time_budget=20)], run_key="k", timing=FAST)
+    (result,) = runs.refresh([v2_job(httpserver.url_for("/api/v2/sql"), time_budget=20)], run_key="k", timing=FAST)
     assert time.monotonic() - started < GENEROUS
     assert result.outcome == "ok" and "history not recorded" in result.notice, result
 
@@ -294,7 +296,7 @@ def test_two_deliveries_of_one_run_at_once_call_carto_once(httpserver, database_
     httpserver.expect_request("/api/v2/sql").respond_with_handler(slow)
     job = v2_job(httpserver.url_for("/api/v2/sql"))
     results = []
-    threads = [threading.Thread(target=lambda: results.extend(refresh_run.run([job], run_key="same", timing=FAST)))
+    threads = [threading.Thread(target=lambda: results.extend(runs.refresh([job], run_key="same", timing=FAST)))
                for _ in range(2)]
     for thread in threads:
         thread.start()
@@ -314,7 +316,7 @@ def test_a_database_gone_between_claim_and_finish_still_gives_the_line(httpserve
         return Response('{"error":["boom"]}', status=400, content_type="application/json")
 
     httpserver.expect_request("/api/v2/sql").respond_with_handler(answer_then_lose_the_database)
-    (result,) = refresh_run.run([v2_job(httpserver.url_for("/api/v2/sql"))], run_key="k1", timing=FAST)
+    (result,) = runs.refresh([v2_job(httpserver.url_for("/api/v2/sql"))], run_key="k1", timing=FAST)
     assert (result.outcome, result.reason) == ("error", "HTTP 400: boom")
     assert result.notice.startswith("history not recorded: cannot connect to") and "pw" not in result.notice
     assert db.run("SELECT outcome FROM refresh_runs") == [["running"]]  # claimed, never finished
@@ -323,7 +325,7 @@ def test_a_database_gone_between_claim_and_finish_still_gives_the_line(httpserve
 # -- the history tools and the seed's odd data -------------------------------------------------
 
 def test_the_report_never_links_a_script(database_url, db):
-    from shared.platform import schema
+    from shared.app import schema
 
     schema.ensure(db)
     db.run("INSERT INTO scrape_targets (name, url, last_ok_at) VALUES ('x', 'javascript:alert(1)', now())")
@@ -381,7 +383,7 @@ def test_unsorted_seed_times_are_adopted_sorted_and_counted(database_url, db, jo
 
 def test_an_sql_error_while_reading_the_report_is_one_line(database_url, db):
     """History a former version adopted (a NULL check time in a segment): one line, exit 1."""
-    from shared.platform import schema
+    from shared.app import schema
 
     schema.ensure(db)
     target = db.run("INSERT INTO scrape_targets (name, url, last_ok_at) VALUES ('x', 'https://e.org', now())"
@@ -434,7 +436,7 @@ def test_urlwatch_jobs_with_line_breaks_aliases_and_odd_filters_are_notes(tmp_pa
 def test_urlwatch_cache_rows_with_times_no_calendar_holds_are_skipped(tmp_path):
     import sqlite3
 
-    from shared.scrape import urlwatch
+    from shared.app import urlwatch
 
     cache = tmp_path / "cache.db"
     con = sqlite3.connect(cache)

@@ -8,11 +8,12 @@ import time
 
 import pytest
 
-from shared.errors import EventError
-from shared.platform import events, log
+from shared.app import events
+from shared.core import log
+from shared.core.errors import EventError
 from shared.scrape import fetch
-from shared.scrape import run as scrape
 from shared.scrape.job import ScrapeJob
+from tests import runs
 from tests.loopback import RawServer
 
 HEALTHY = ["healthy-0", "healthy-1"]
@@ -65,7 +66,7 @@ def site():
 
 def run_beside_healthy(site: Site, hostile: ScrapeJob) -> dict:
     jobs = [hostile] + [ScrapeJob(name, site.url(name), timeout=60) for name in HEALTHY]
-    by_name = {r.name: r for r in scrape.run(jobs)}
+    by_name = {r.name: r for r in runs.scrape(jobs)}
     assert [by_name[name].outcome for name in HEALTHY] == ["new"] * len(HEALTHY), by_name
     return by_name
 
@@ -259,7 +260,7 @@ def test_a_password_in_the_url_is_sent_as_basic_auth_never_stored_nor_sent_elsew
             b"HTTP/1.1 302 Found\r\nLocation: " + other.url("landing").encode() +
             b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         jobs = [ScrapeJob(name, f"http://reader:pw-basic-9913@127.0.0.1:{site.port}/{name}") for name in ("echo", "away")]
-        assert [r.outcome for r in scrape.run(jobs)] == ["new", "new"]
+        assert [r.outcome for r in runs.scrape(jobs)] == ["new", "new"]
         token = base64.b64encode(b"reader:pw-basic-9913")
         assert b"authorization: basic " + token.lower() in site.raw["/echo"].lower()
         stored = json.dumps(db.run("SELECT body FROM scraps"))

@@ -4,7 +4,7 @@ import ssl
 
 import pytest
 
-from shared.platform import db, log
+from shared.core import db, log
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 import trustme
 
 from devtools import localpg
-from shared.platform import db
+from shared.core import db
 
 PASSWORD = "tls-test-pw"
 

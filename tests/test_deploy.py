@@ -19,9 +19,9 @@ from cfnlint.api import lint_all
 
 from devtools import heroku_schedule
 from infra import deploy, plan, template
-from shared import config
-from shared.errors import ConfigError
-from shared.platform import schedule
+from shared.app import config
+from shared.core import schedule
+from shared.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 # moto says, rightly, that it skips the Scheduler resources (tested through the template instead).
@@ -80,12 +80,12 @@ def lint_errors(rendered: dict) -> list:
     ],
 )
 def test_schedules_for_both_platforms(keys, aws, heroku):
-    s = schedule.parse(keys.get("every"), keys.get("at"), None, "scrape")
+    s = schedule.parse(keys.get("every"), keys.get("at"), None, "10m")
     assert (s.aws_expression(), s.heroku_frequency()) == (aws, heroku)
 
 
 def test_cron_is_aws_only():
-    s = schedule.parse(None, None, "0 4 ? * MON-FRI *", "scrape")
+    s = schedule.parse(None, None, "0 4 ? * MON-FRI *", "10m")
     assert s.aws_expression() == "cron(0 4 ? * MON-FRI *)"
     with pytest.raises(schedule.ScheduleError, match="Heroku Scheduler cannot run cron"):
         s.heroku_frequency()
@@ -97,7 +97,7 @@ def test_cron_is_aws_only():
     "0 18 ? * SUN,SAT *", "0 4 LW DEC ? *",
 ])
 def test_valid_eventbridge_cron_expressions_pass(cron):
-    assert schedule.parse(None, None, cron, "scrape").aws_expression() == f"cron({cron})"
+    assert schedule.parse(None, None, cron, "10m").aws_expression() == f"cron({cron})"
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_valid_eventbridge_cron_expressions_pass(cron):
 )
 def test_cron_expressions_are_checked_field_by_field(cron, message):
     with pytest.raises(schedule.ScheduleError) as info:
-        schedule.parse(None, None, cron, "scrape")
+        schedule.parse(None, None, cron, "10m")
     assert message in str(info.value)
 
 
@@ -203,7 +203,8 @@ def test_a_large_schedule_goes_through_the_dispatcher_and_the_queue_gets_the_res
     monkeypatch.setenv("DB_CONNECTIONS", "10")
     p = plan.load()
     assert [(s.function.kind, json.loads(s.input)) for s in p.schedules] == [
-        ("dispatch", {"schedule": "rate(10 minutes)", "scheduled_time": "<aws.scheduler.scheduled-time>"}),
+        ("dispatch", {"schedule": "rate(10 minutes)", "kind": "scrape",
+                      "scheduled_time": "<aws.scheduler.scheduled-time>"}),
         ("scrape", {"jobs": ["hourly"], "scheduled_time": "<aws.scheduler.scheduled-time>"}),
     ]
     # scrape: 1 (the hourly schedule) + 5 shards at once; refresh: 1 (no schedule: runs by hand)

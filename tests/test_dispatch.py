@@ -8,7 +8,7 @@ import pytest
 
 from functions import dispatch as dispatch_fn
 from functions import scrape as scrape_fn
-from shared.platform import dispatch
+from shared.app import dispatch
 
 RUN = "2026-11-21T10:00:00Z"
 
@@ -51,7 +51,7 @@ def test_dispatcher_shards_a_schedule_and_every_shard_runs_once(database_url, db
     assert sent == {"shards": 3, "jobs": 25}
     messages = receive_all(sqs, url)
     bodies = [json.loads(m["Body"]) for m in messages]
-    assert {b["scheduled_time"] for b in bodies} == {RUN}
+    assert {b["run_key"] for b in bodies} == {RUN}
     assert sorted(name for b in bodies for name in b["jobs"]) == sorted(jobs)  # each job in one shard
     assert "hourly" not in {name for b in bodies for name in b["jobs"]}  # another schedule
     for message in messages:
@@ -61,6 +61,20 @@ def test_dispatcher_shards_a_schedule_and_every_shard_runs_once(database_url, db
     again = scrape_fn.handler(sqs_event(messages[0]), None)["results"]
     assert {r["outcome"] for r in again} == {"duplicate"}
     assert db.run("SELECT count(*), sum(cardinality(seen_at)) FROM scraps")[0] == [25, 25]
+
+
+def test_a_manual_dispatch_carries_its_run_key_to_every_shard(database_url, db, work_queue, jobs):
+    """A manual invoke's run_key is any text, not a time: the shards run under it, once."""
+    sqs, url = work_queue
+    assert dispatch_fn.handler({"schedule": "rate(10 minutes)", "run_key": "by hand #1"}, None)["shards"] == 3
+    messages = receive_all(sqs, url)
+    assert {json.loads(m["Body"])["run_key"] for m in messages} == {"by hand #1"}
+    outcomes = [r["outcome"] for m in messages for r in scrape_fn.handler(sqs_event(m), None)["results"]]
+    assert outcomes == ["new"] * 25
+    assert {r["outcome"] for r in scrape_fn.handler(sqs_event(messages[0]), None)["results"]} == {"duplicate"}
+    # Without a key, every shard is a new check.
+    dispatch_fn.handler({"schedule": "rate(10 minutes)"}, None)
+    assert all("run_key" not in json.loads(m["Body"]) for m in receive_all(sqs, url))
 
 
 def test_shards_are_stable_between_runs(jobs):

@@ -10,12 +10,12 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 from werkzeug import Response
 
-from shared.platform import db as shared_db, schema
-from shared.scrape import run as scrape
+from shared.app import schema
+from shared.core import db as shared_db
 from shared.scrape.job import ScrapeJob
+from tests import runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,13 +73,13 @@ def test_the_database_going_away_mid_run_still_gives_every_target_its_line(datab
 def test_a_lock_held_past_the_statement_timeout_ends_as_errors_not_a_hang(database_url, db, httpserver, monkeypatch):
     httpserver.expect_request("/p").respond_with_data("<p>x</p>", content_type="text/html")
     jobs = [ScrapeJob("locked", httpserver.url_for("/p")), ScrapeJob("free", httpserver.url_for("/p") + "?2")]
-    scrape.run(jobs)  # both targets exist
+    runs.scrape(jobs)  # both targets exist
     ctl = control(database_url)
     ctl.run("BEGIN")
     ctl.run("SELECT * FROM scrape_targets WHERE name = 'locked' FOR UPDATE")  # held by someone else
     monkeypatch.setattr(shared_db, "STATEMENT_TIMEOUT", "1s")
     try:
-        results = scrape.run(jobs)
+        results = runs.scrape(jobs)
     finally:
         ctl.run("ROLLBACK")
         ctl.close()
@@ -134,7 +134,7 @@ def test_migrate_without_the_right_to_create_tables_never_reports_success(databa
 def test_any_other_server_error_becomes_one_line_of_failed_work(db):
     """An error the server reports that is neither a refusal nor an outage (a full disk, a bad
     row) ends a command as one line with exit 1 naming its SQLSTATE, never a traceback."""
-    from shared.errors import JobError
+    from shared.core.errors import JobError
 
     try:
         db.run("SELECT 1 / 0")

@@ -1,15 +1,14 @@
 """Noise filters: pages with a fresh token and timestamp on every request, checked for real."""
 
+import json
 import secrets
 from datetime import datetime, timezone
-
-import json
 
 import pytest
 from werkzeug import Response
 
 from functions import scrape as scrape_fn
-from shared import config
+from shared.app import config
 from shared.scrape import filters
 
 NOISY_PAGE = """<!doctype html>
@@ -172,7 +171,7 @@ def test_html_library_is_imported_lazily():
     import subprocess
     import sys
 
-    code = "import sys, functions.scrape, shared.scrape.filters, shared.report.notify; " \
+    code = "import sys, functions.scrape, shared.scrape.filters, shared.notify.messages; " \
            "print([m for m in ('selectolax', 'apprise') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -13,9 +13,9 @@ import pytest
 
 from devtools import invoke_local, localpg
 from infra import plan, template
-from shared import config
-from shared.kinds import KINDS
-from shared.platform import db, entry, events
+from shared.app import config, entry, events
+from shared.app.kinds import KINDS
+from shared.core import db
 
 ROOT = Path(__file__).resolve().parent.parent
 

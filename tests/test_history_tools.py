@@ -10,10 +10,10 @@ from werkzeug import Response
 
 from functions import history as history_fn
 from functions import scrape as scrape_fn
-from shared import config
-from shared.platform import schema
-from shared.refresh import history as refresh_history
-from shared.scrape import storage
+from shared.app import config, schema
+from shared.refresh import store as refresh_history
+from shared.scrape import store
+from tests import runs
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -28,7 +28,7 @@ def hist(capsys, *args: str) -> tuple[int, str, str]:
 def record(con, name: str, bodies: list[str], start: datetime = T0, step=timedelta(hours=1)) -> list[datetime]:
     times = [start + i * step for i in range(len(bodies))]
     for body, at in zip(bodies, times):
-        storage.record_check(con, name, f"http://127.0.0.1:9/{name}", body, at)
+        store.record_check(con, name, f"http://127.0.0.1:9/{name}", body, at)
     return times
 
 
@@ -45,7 +45,7 @@ def histories(db):
     schema.ensure(db)
     record(db, "agenda", ["a\nb\nc\n"] * 3 + ["a\nB\nc\n"] * 2 + ["a\nB\nc\nd\n"] * 4)
     record(db, "flip", ["x", "y", "x", "x", "y", "x"])
-    storage.record_failure(db, "flip", "http://127.0.0.1:9/flip", "HTTP 503 Service Unavailable",
+    store.record_failure(db, "flip", "http://127.0.0.1:9/flip", "HTTP 503 Service Unavailable",
                            T0 + timedelta(hours=7))
     record(db, "quiet", ["same"] * 2)
     for n, ok in enumerate((True, False)):
@@ -159,8 +159,8 @@ def test_prune_drops_old_versions_and_times_keeps_the_current_one_and_later_chec
     bodies = ["v1"] * 120 + ["v2"] * 72 + ["v1"] * 48
     times = record(db, "page", bodies, start=now - timedelta(hours=239, minutes=30))
     record(db, "old", ["only"] * 3, start=now - timedelta(days=10))
-    storage.record_failure(db, "page", "http://127.0.0.1:9/page", "timed out", now - timedelta(days=6))
-    storage.record_failure(db, "page", "http://127.0.0.1:9/page", "timed out", now - timedelta(hours=1))
+    store.record_failure(db, "page", "http://127.0.0.1:9/page", "timed out", now - timedelta(days=6))
+    store.record_failure(db, "page", "http://127.0.0.1:9/page", "timed out", now - timedelta(hours=1))
     cutoff = now - timedelta(days=4)
 
     code, out, err = hist(capsys, "prune", "--keep-days", "4")
@@ -199,7 +199,7 @@ def test_prune_drops_versions_last_seen_before_the_cutoff(database_url, db):
     schema.ensure(db)
     now = datetime.now(UTC)
     record(db, "p", ["a", "b", "a", "c", "c"], start=now - timedelta(days=9), step=timedelta(days=2))
-    pruned = storage.prune(db, {"p": 4}, slack_days=0)
+    pruned = store.prune(db, {"p": 4}, slack_days=0)
     # a (days -9, -5) and b (-7) are gone; c (-1, +1) is current.
     assert (pruned.targets, pruned.versions, pruned.check_times) == (1, 2, 3)
     assert pruned.rows == 4 and pruned.bytes > 0  # 2 contents, their 2 segments
@@ -207,19 +207,19 @@ def test_prune_drops_versions_last_seen_before_the_cutoff(database_url, db):
 
 
 def test_the_runs_prune_rewrites_check_times_only_past_its_slack(database_url, db):
-    """storage.prune as a run calls it (slack of a day): a version's old times are rewritten once
+    """store.prune as a run calls it (slack of a day): a version's old times are rewritten once
     the oldest is a day past the cut-off, not on every run; old versions go at once."""
     schema.ensure(db)
     now = datetime.now(UTC)
     # gone: 4 days 6 hours ago; kept: 3 days 18 hours ago, and every 12 hours since.
     record(db, "p", ["gone"] + ["kept"] * 5, start=now - timedelta(days=4, hours=6), step=timedelta(hours=12))
-    first = storage.prune(db, [("p", 4)])
+    first = store.prune(db, [("p", 4)])
     assert (first.versions, first.check_times) == (1, 1)
     # Keeping 3 days: kept's two oldest times are older, but less than a day past the cut-off.
-    assert storage.prune(db, [("p", 3)]) == storage.Pruned()
+    assert store.prune(db, [("p", 3)]) == store.Pruned()
     assert db.run("SELECT cardinality(seen_at) FROM scraps")[0][0] == 5
     # Keeping 2 days: its oldest is more than a day past the cut-off: all four older go.
-    later = storage.prune(db, [("p", 2)])
+    later = store.prune(db, [("p", 2)])
     assert (later.targets, later.versions, later.check_times, later.rows) == (1, 0, 4, 0)
     assert db.run("SELECT cardinality(seen_at) FROM scraps")[0][0] == 1
 
@@ -285,18 +285,18 @@ def test_test_of_a_failing_page_or_an_unknown_job_is_one_line(database_url, agen
 def test_keep_days_is_applied_after_each_run(database_url, db, httpserver):
     from datetime import datetime, timedelta, timezone
 
-    from shared.platform import schema
-    from shared.scrape import run as scrape, storage
+    from shared.app import schema
+    from shared.scrape import store
     from shared.scrape.job import ScrapeJob
 
     httpserver.expect_request("/p").respond_with_data("<p>new</p>", content_type="text/html")
     url = httpserver.url_for("/p")
     schema.ensure(db)
     now = datetime.now(timezone.utc)
-    storage.record_check(db, "p", url, "<p>old</p>", now - timedelta(days=100))
-    storage.record_check(db, "p", url, "<p>middle</p>", now - timedelta(days=50))
-    (result,) = scrape.run([ScrapeJob("p", url, keep_days=30)])
+    store.record_check(db, "p", url, "<p>old</p>", now - timedelta(days=100))
+    store.record_check(db, "p", url, "<p>middle</p>", now - timedelta(days=50))
+    (result,) = runs.scrape([ScrapeJob("p", url, keep_days=30)])
     assert result.outcome == "changed"
     assert db.run("SELECT body FROM scrape_contents ORDER BY id") == [["<p>new</p>"]]
-    (result,) = scrape.run([ScrapeJob("other", url)])  # no keep_days: nothing pruned
+    (result,) = runs.scrape([ScrapeJob("other", url)])  # no keep_days: nothing pruned
     assert db.run("SELECT count(*) FROM scrape_contents")[0][0] == 2

@@ -7,13 +7,16 @@ import codecs
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from shared.errors import EventError
-from shared.platform import db as shared_db, events, log
+from shared.app import events
+from shared.core import db as shared_db
+from shared.core import log
+from shared.core.errors import EventError
 from shared.scrape import fetch
-from shared.scrape import run as scrape
 from shared.scrape.job import ScrapeJob
+from tests import runs
 from tests.loopback import RawServer
 
 
@@ -54,7 +57,7 @@ def run_with_neighbours(site: RawSite, hostile: bytes, **job_keys) -> tuple[list
         site.answers[name] = answer(f"<p>{name}</p>".encode(), headers=[b"Content-Type: text/html; charset=utf-8"])
     jobs = [ScrapeJob("hostile", site.url("hostile"), timeout=5, **job_keys)] + \
            [ScrapeJob(name, site.url(name), timeout=60) for name in HEALTHY]  # generous: a loaded machine is slow
-    results = scrape.run(jobs, concurrency=4)
+    results = runs.scrape(jobs, concurrency=4)
     return results, {r.name: r for r in results}
 
 
@@ -99,7 +102,7 @@ def test_headers_and_status_lines_nobody_sends(database_url, db, raw_site):
     for name in HEALTHY:
         raw_site.answers[name] = answer(f"<p>{name}</p>".encode())
     jobs = [ScrapeJob(p, raw_site.url(p), timeout=5) for p in cases] + [ScrapeJob(n, raw_site.url(n)) for n in HEALTHY]
-    by_name = {r.name: r for r in scrape.run(jobs)}
+    by_name = {r.name: r for r in runs.scrape(jobs)}
     assert all(by_name[name].outcome == "new" for name in HEALTHY)
     for path in cases:
         assert by_name[path].outcome in ("new", "error") and (by_name[path].outcome == "new" or by_name[path].reason)
@@ -113,7 +116,7 @@ def test_a_page_echoing_its_secret_url_never_stores_or_sends_the_secret(database
     log.add_secret(secret)  # what expanding ${FEED_TOKEN} does
     url = raw_site.url(f"echo?token={secret}")
     raw_site.answers[f"echo?token={secret}"] = answer(f"<p>you asked for {url}</p>".encode())
-    (result,) = scrape.run([ScrapeJob("echo", url)])
+    (result,) = runs.scrape([ScrapeJob("echo", url)])
     assert result.outcome == "new"
     body, target_url = db.run("SELECT c.body, t.url FROM scrape_contents c JOIN scrape_targets t ON t.id = c.target_id")[0]
     assert secret not in body and "***" in body and secret not in target_url
@@ -230,7 +233,7 @@ def test_pathological_filters_end_as_their_own_errors_within_the_job_timeout(dat
             ScrapeJob("nested", raw_site.url("nested"), timeout=2, select=("div",))] + \
            [ScrapeJob(name, raw_site.url(name), timeout=60, select=("p",)) for name in HEALTHY]
     started = time.monotonic()
-    by_name = {r.name: r for r in scrape.run(jobs)}
+    by_name = {r.name: r for r in runs.scrape(jobs)}
     assert time.monotonic() - started < 60  # generous; without the sandbox it never ends
     for name in ("regex", "nested"):
         assert by_name[name].outcome == "error" and "filters took longer than 2 s" in by_name[name].reason
@@ -255,5 +258,5 @@ def test_a_hostile_answer_never_garbles_a_neighbour_on_the_same_connection(datab
         raw_site.answers[name] = answer(f"<p>{name}</p>".encode())
     jobs = [ScrapeJob("hostile", raw_site.url("hostile"), timeout=5)] + \
            [ScrapeJob(name, raw_site.url(name), timeout=30) for name in HEALTHY]
-    by_name = {r.name: r for r in scrape.run(jobs, concurrency=1, per_host=1)}
+    by_name = {r.name: r for r in runs.scrape(jobs, concurrency=1, per_host=1)}
     assert [by_name[name].outcome for name in HEALTHY] == ["new"] * len(HEALTHY), by_name

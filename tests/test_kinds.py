@@ -15,10 +15,10 @@ import pytest
 
 from devtools import heroku_schedule
 from infra import plan
-from shared import config, errors
-from shared.kinds import KINDS
-from shared.platform import entry, events, log
-from shared.result import Result, exit_code
+from shared.app import config, entry, events
+from shared.app.kinds import KINDS
+from shared.core import errors, log
+from shared.core.result import Result, exit_code
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,7 +124,7 @@ def test_lambda_raises_for_an_invalid_job_after_running_the_others(database_url,
     monkeypatch.delenv("UNSET_URL_VAR", raising=False)
     with pytest.raises(entry.RunFailed, match=r"1 of 2 scrape jobs failed: bad: invalid: .*UNSET_URL_VAR"):
         scrape.handler({}, None)
-    from shared.platform import db
+    from shared.core import db
     with db.connection() as con:
         assert con.run("SELECT target FROM scraps") == [["good"]]
 

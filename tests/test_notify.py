@@ -11,7 +11,7 @@ from aiosmtpd.controller import Controller
 from werkzeug import Response
 
 from functions import scrape as scrape_fn
-from shared.report import notify
+from shared.notify import messages
 
 
 class Mailbox:
@@ -214,15 +214,15 @@ def test_editing_the_filters_is_not_a_change_of_page(database_url, site, tmp_pat
 def test_long_diffs_are_trimmed():
     before = "\n".join(f"line {i}" for i in range(1000))
     after = "\n".join(f"line {i} edited" for i in range(1000))
-    diff = notify.unified_diff(before, after)
-    assert len(diff) <= notify.MAX_DIFF_CHARS + 100
-    assert len(diff.splitlines()) == notify.MAX_DIFF_LINES + 1
-    assert diff.endswith(f"... {2003 - notify.MAX_DIFF_LINES} more diff lines not shown")
+    diff = messages.unified_diff(before, after)
+    assert len(diff) <= messages.MAX_DIFF_CHARS + 100
+    assert len(diff.splitlines()) == messages.MAX_DIFF_LINES + 1
+    assert diff.endswith(f"... {2003 - messages.MAX_DIFF_LINES} more diff lines not shown")
 
 
 def test_notification_secrets_never_reach_the_log(monkeypatch):
-    from shared.platform import log
+    from shared.core import log
 
     monkeypatch.setenv("NOTIFY_URLS", "tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/-1001234567890")
-    notify.global_urls()
+    messages.global_urls()
     assert "AAHdqTcv" not in log.redact("sending to tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/x")

@@ -1,4 +1,4 @@
-"""The Outbox (shared/report/outbox.py) against real servers on loopback: an SMTP server
+"""The Outbox (shared/notify/outbox.py) against real servers on loopback: an SMTP server
 (aiosmtpd), a JSON webhook that answers slowly (a ThreadingHTTPServer: one thread per request,
 so a slow answer holds no other back), and raw sockets that accept and never answer, or trickle.
 Also: secrets redacted before the diff is trimmed, and in Apprise's own log records."""
@@ -20,16 +20,16 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from shared.platform import log
-from shared.report import notify, outbox
-from shared.report.outbox import NOT_SENT, Outbox
+from shared.core import log
+from shared.notify import messages, outbox
+from shared.notify.outbox import NOT_SENT, Outbox
 from shared.scrape.job import ScrapeJob
 
 ROOT = Path(__file__).resolve().parent.parent
 AT = "2026-11-22T10:00:00+00:00"
-CHANGED = notify.Check("changed", AT, body="Item 1: budget\nItem 2: parks and libraries",
+CHANGED = messages.Check("changed", AT, body="Item 1: budget\nItem 2: parks and libraries",
                        previous_body="Item 1: budget\nItem 2: parks")
-FAILING = notify.Check("error", AT, error="HTTP 503", streak_before=2, streak=3)
+FAILING = messages.Check("error", AT, error="HTTP 503", streak_before=2, streak=3)
 
 
 def job(name: str, *urls: str) -> ScrapeJob:
@@ -173,7 +173,7 @@ def test_messages_reach_smtp_and_a_webhook(smtp, servers):
     with Outbox(time.monotonic() + 60) as box:
         box.post(job("agenda", smtp.url, hook.url), CHANGED)
         box.post(job("minutes", hook.url), FAILING)
-        box.post(job("quiet", hook.url), notify.Check("unchanged", AT, body="same"))  # calls for nothing
+        box.post(job("quiet", hook.url), messages.Check("unchanged", AT, body="same"))  # calls for nothing
         assert box.close() == {}
 
     expected_diff = "@@ -1,2 +1,2 @@\n Item 1: budget\n-Item 2: parks\n+Item 2: parks and libraries"
@@ -268,7 +268,7 @@ def test_a_failed_notification_is_a_notice_without_secrets(servers):
 
 def test_nothing_to_send_starts_no_thread_and_close_is_final():
     box = Outbox(time.monotonic() + 60)
-    box.post(job("agenda", "json://127.0.0.1:1/hook"), notify.Check("new", AT, body="first"))
+    box.post(job("agenda", "json://127.0.0.1:1/hook"), messages.Check("new", AT, body="first"))
     assert box.close() == {} and box.close() == {}
     assert not box._threads
     with pytest.raises(RuntimeError):
@@ -281,9 +281,9 @@ def test_a_secret_is_redacted_before_the_diff_is_trimmed():
     """A multi-line secret (a key brought in by ${VAR}, echoed by the page) is longer than the
     diff may be: cut by the trimming, its first lines would no longer match it."""
     key = "\n".join(f"MIIEv{i:03d}QIBADANBgkqhkiG9w0BAQEFAASC{i:03d}" for i in range(100))
-    log.add_secret(key)  # as shared/config.py does for what ${VAR} brings in
+    log.add_secret(key)  # as shared/app/config.py does for what ${VAR} brings in
     page = "Agenda\nItem 1: budget"
-    [message] = notify.messages_for(job("agenda"), notify.Check("changed", AT, body=f"{page}\n{key}",
+    [message] = messages.messages_for(job("agenda"), messages.Check("changed", AT, body=f"{page}\n{key}",
                                                                 previous_body=page))
     assert "+***" in message.body
     for line in key.splitlines():
@@ -293,7 +293,7 @@ def test_a_secret_is_redacted_before_the_diff_is_trimmed():
 
 def test_url_encoded_secrets_are_registered():
     password = "Zq9+wX/7yT=uV3kL"
-    notify.register_secrets("json://watcher:Zq9%2BwX%2F7yT%3DuV3kL@hooks.example.org/p/Tk7+Query9/x?t=Ab3%2BCd4%2Fef")
+    messages.register_secrets("json://watcher:Zq9%2BwX%2F7yT%3DuV3kL@hooks.example.org/p/Tk7+Query9/x?t=Ab3%2BCd4%2Fef")
     for form in (password, "Zq9%2BwX%2F7yT%3DuV3kL", "Zq9%2BwX/7yT%3DuV3kL", "Ab3+Cd4/ef", "Ab3%2BCd4%2Fef"):
         assert log.redact(f"[{form}]") == "[***]", form
     assert log.redact("hooks.example.org") == "hooks.example.org"
@@ -335,8 +335,8 @@ def test_apprise_records_are_redacted_where_they_are_made(servers):
     apprise_logger.addHandler(keep)
     try:
         for url in _secret_urls(hook.port):
-            notify.register_secrets(url)
-            assert notify.deliver(url, notify.Message("t", "b"), 5) is not None
+            messages.register_secrets(url)
+            assert messages.deliver(url, messages.Message("t", "b"), 5) is not None
     finally:
         apprise_logger.removeHandler(keep)
         apprise_logger.setLevel(level)
@@ -352,16 +352,16 @@ def test_apprise_logs_through_our_redacting_handler(servers):
     hook = _echoing_hook(servers)
     script = textwrap.dedent(f"""
         import time
-        from shared.platform import log
-        from shared.report import notify
-        from shared.report.outbox import Outbox
+        from shared.core import log
+        from shared.notify import messages
+        from shared.notify.outbox import Outbox
         from shared.scrape.job import ScrapeJob
 
         log.setup()
         urls = {_secret_urls(hook.port)!r}
         with Outbox(time.monotonic() + 30) as box:
-            box.post(ScrapeJob(name="agenda", url="https://example.org/a", notify=urls),
-                     notify.Check("changed", "now", body="b", previous_body="a"))
+            box.post(ScrapeJob(name="agenda", url="https://example.org/a", notify=tuple(urls)),
+                     messages.Check("changed", "now", body="b", previous_body="a"))
             notices = box.close()
         assert set(notices) == {{"agenda"}}, notices
     """)

@@ -7,10 +7,11 @@ import pytest
 
 from devtools import invoke_local
 from functions import carto_refresh
-from shared.platform import entry, events
+from shared.app import entry, events
+from shared.app.kinds import KINDS
 from shared.refresh import run as refresh
-from shared.kinds import KINDS
 from shared.refresh.job import ENV_KEYS, RefreshJob
+from tests import runs
 from tests.carto_fixtures import KEY, emulator, load_bikeways  # noqa: F401 (fixture)
 
 
@@ -159,30 +160,30 @@ def pg_job(**keys) -> RefreshJob:
 
 def test_postgres_mode_runs_on_database_url(database_url, db):
     load_bikeways(database_url)
-    (result,) = refresh.run([pg_job()])
+    (result,) = runs.refresh([pg_job()])
     assert result.outcome == "ok" and result.reason.endswith(", 1 row: process_data = 4")
     assert result.reason.startswith("done on PostgreSQL in ")
     assert db.run("SELECT count(*) FROM bikeways_demand")[0][0] == 4
 
 
 def test_postgres_mode_errors(database_url):
-    (result,) = refresh.run([pg_job()])
+    (result,) = runs.refresh([pg_job()])
     assert result.line() == ("pg: error: SQLSTATE 42883: function process_data() does not exist (hint: No function"
                              " matches the given name and argument types. You might need to add explicit type casts.)")
-    (result,) = refresh.run([pg_job(sql="SELECT pg_sleep(5)", statement_timeout=0.2)])
+    (result,) = runs.refresh([pg_job(sql="SELECT pg_sleep(5)", statement_timeout=0.2)])
     assert result.line() == ("pg: error: statement timeout: stopped after 0.2 s (raise statement_timeout, or make"
                              " the statement faster)")
-    (result,) = refresh.run([pg_job(sql="DO $$ BEGIN RAISE EXCEPTION 'no input yet'; END $$")])
+    (result,) = runs.refresh([pg_job(sql="DO $$ BEGIN RAISE EXCEPTION 'no input yet'; END $$")])
     assert result.reason == "SQLSTATE P0001: no input yet (where: PL/pgSQL function inline_code_block line 1 at RAISE)"
 
 
 def test_postgres_mode_own_database_url_and_password_never_shown(database_url, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@/nowhere?host=/nonexistent")
-    (result,) = refresh.run([pg_job(database_url=database_url, sql="SELECT 41 + 1 AS answer")])
+    (result,) = runs.refresh([pg_job(database_url=database_url, sql="SELECT 41 + 1 AS answer")])
     assert result.reason.endswith(": answer = 42")
     secret = "pw-hunter2-secret"
     job = pg_job(database_url=f"postgresql://refresher:{secret}@127.0.0.1:1/db", time_budget=0.3)
-    (result,) = refresh.run([job], timing=refresh.carto.Timing(backoff_initial=0.01))
+    (result,) = runs.refresh([job], timing=refresh.carto.Timing(backoff_initial=0.01))
     assert result.failed and "cannot connect to postgresql://refresher@127.0.0.1:1/db" in result.reason
     assert "gave up after" in result.reason and secret not in result.line()
 

@@ -9,7 +9,7 @@ import pytest
 from werkzeug import Response
 
 from functions import carto_refresh
-from shared.platform import entry
+from shared.app import entry
 from tests.carto_fixtures import FAST, KEY, emulator  # noqa: F401 (fixture)
 
 CALLS = "CREATE TABLE IF NOT EXISTS calls (at timestamptz DEFAULT now()); INSERT INTO calls DEFAULT VALUES"

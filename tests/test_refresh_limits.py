@@ -13,12 +13,15 @@ import tracemalloc
 
 import pytest
 import trustme
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from werkzeug import Response
 
-from shared.refresh import answer as carto_answer, carto, postgres, run as refresh_run
+from shared.refresh import answer as carto_answer
+from shared.refresh import carto, postgres
 from shared.refresh.job import RefreshJob
 from shared.refresh.outcome import Outcome
+from tests import runs
 from tests.carto_fixtures import FAST, KEY, TOKEN, emulator  # noqa: F401 (fixture)
 
 GENEROUS = 20.0  # seconds: "well before" the minute a trickle would take, even on a loaded machine
@@ -361,7 +364,7 @@ def test_statements_a_cursor_cannot_take_run_as_they_are(database_url, db, sql, 
     db.run("CREATE PROCEDURE rebuild() LANGUAGE sql AS $$ INSERT INTO items VALUES (9) $$")
     db.run("CREATE FUNCTION rebuild_count() RETURNS int LANGUAGE sql AS $$ SELECT count(*)::int FROM items $$")
     db.run("CREATE MATERIALIZED VIEW totals AS SELECT count(*) FROM items")
-    (result,) = refresh_run.run([pg_job(sql=sql)])
+    (result,) = runs.refresh([pg_job(sql=sql)])
     assert result.outcome == "ok", result.reason
     assert result.reason.startswith("done on PostgreSQL in ") and line in result.reason
     if sql.startswith("CALL"):
@@ -371,14 +374,14 @@ def test_statements_a_cursor_cannot_take_run_as_they_are(database_url, db, sql, 
 def test_an_error_after_rows_rolls_back_and_is_reported(database_url, db):
     db.run("CREATE TABLE log (n int)")
     sql = "WITH w AS (SELECT n FROM generate_series(1, 5) n) SELECT 100 / (n - 3) FROM w"
-    (result,) = refresh_run.run([pg_job(sql=sql)])
+    (result,) = runs.refresh([pg_job(sql=sql)])
     assert result.line() == "pg: error: SQLSTATE 22012: division by zero"
 
 
 def test_the_statement_timeout_covers_the_whole_cursor(database_url):
     # 1.5 s of rows: FETCH 2 takes 0.6 s, MOVE the other 0.9 s; each within 1 s, not both.
     sql = "SELECT pg_sleep(0.3) FROM generate_series(1, 5)"
-    (result,) = refresh_run.run([pg_job(sql=sql, statement_timeout=1)])
+    (result,) = runs.refresh([pg_job(sql=sql, statement_timeout=1)])
     assert result.reason == ("statement timeout: stopped after 1 s (raise statement_timeout, or make the"
                              " statement faster)")
 
@@ -434,8 +437,8 @@ def test_an_absurd_retry_after_gives_up_at_once_saying_so(httpserver, retry_afte
 
 
 def test_a_date_retry_after_is_honoured(httpserver):
-    from email.utils import format_datetime
     from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
 
     answers = [Response('{"error":["over limits"]}', status=429, content_type="application/json",
                         headers={"Retry-After": format_datetime(datetime.now(timezone.utc) + timedelta(seconds=3),
@@ -451,6 +454,6 @@ def test_a_date_retry_after_is_honoured(httpserver):
 
 def test_the_whole_run_still_reports_the_bikeways_refresh(emulator, database_url):
     """Through run.py, as the CLI runs it: the line is the one the README shows."""
-    (result,) = refresh_run.run([RefreshJob(name="b", api_key=KEY, sql_api_url=emulator.sql_url())],
+    (result,) = runs.refresh([RefreshJob(name="b", api_key=KEY, sql_api_url=emulator.sql_url())],
                                 timing=FAST)
     assert result.outcome == "ok" and result.reason.endswith(", 1 row: process_data = 4")

@@ -7,10 +7,10 @@ calls with explicit times, since a test cannot wait three days.
 """
 
 import html
+import os
 import random
 import re
 import shutil
-import os
 import subprocess
 from datetime import datetime, timedelta, timezone
 
@@ -20,10 +20,11 @@ from werkzeug import Response
 from functions import carto_refresh as refresh_fn
 from functions import report as report_fn
 from functions import scrape as scrape_fn
-from shared.report import history as report, render
-from shared.platform import schema
-from shared.refresh import history as refresh_history
-from shared.scrape import run as scrape, storage
+from shared.app import schema
+from shared.app.report import model as report
+from shared.app.report import render
+from shared.refresh import store as refresh_history
+from shared.scrape import store
 from tests.seed import BREAKDOWN as SEED_BREAKDOWN
 
 UTC = timezone.utc
@@ -55,7 +56,7 @@ def build_seed_like_history(con, name="agenda"):
         if moment in skipped:
             continue
         if moment in failed:
-            storage.record_failure(con, name, url, "HTTP 503 Service Unavailable", moment)
+            store.record_failure(con, name, url, "HTTP 503 Service Unavailable", moment)
             continue
         if moment < at(5, 12, 0):
             body = "v1"
@@ -67,7 +68,7 @@ def build_seed_like_history(con, name="agenda"):
             body = "v2"  # back to an earlier content: still a change
         else:
             body = "v4"
-        storage.record_check(con, name, url, body, moment)
+        store.record_check(con, name, url, body, moment)
 
 
 def test_per_day_checks_changes_errors_and_missed_runs(db):
@@ -119,7 +120,7 @@ def build_random_history(con, seed=11):
         if rng.random() < 0.05 or at(5, 13, 0) <= moment < at(5, 15, 0):
             continue
         if rng.random() < 0.04:
-            storage.record_failure(con, "flaky", "http://127.0.0.1/f", "HTTP 502", moment)
+            store.record_failure(con, "flaky", "http://127.0.0.1/f", "HTTP 502", moment)
             continue
         if slot < 100 or 180 <= slot < 288:
             body = "v1" if slot < 100 else "v3"
@@ -129,14 +130,14 @@ def build_random_history(con, seed=11):
             body = "v4"  # from 04-06 00:00: a change at midnight
         else:
             body = rng.choice(["v1", "v2", "v3", "v4", "v5"])
-        storage.record_check(con, "flaky", "http://127.0.0.1/f", body, moment)
+        store.record_check(con, "flaky", "http://127.0.0.1/f", body, moment)
         if rng.random() < 0.05:  # a manual check a few minutes later
-            storage.record_check(con, "flaky", "http://127.0.0.1/f", body, moment + timedelta(minutes=4))
+            store.record_check(con, "flaky", "http://127.0.0.1/f", body, moment + timedelta(minutes=4))
     for hour in range(3 * 24):
         moment = at(4, 0, 0) + timedelta(hours=hour, seconds=rng.randrange(0, 60))
         if rng.random() < 0.1:
             continue
-        storage.record_check(con, "hourly", "http://127.0.0.1/h", f"day {moment.day}", moment)
+        store.record_check(con, "hourly", "http://127.0.0.1/h", f"day {moment.day}", moment)
 
 
 def reference(con, name, interval, since, now):
@@ -180,7 +181,7 @@ def test_counts_and_gaps_agree_with_every_check_one_by_one(db, monkeypatch, days
     """The report counts per segment of check times in SQL; counted one by one from every check
     time, the numbers are the same, whatever day the window starts (segments cut short here,
     7 check times, so that windows start inside segments and flipping versions overlap)."""
-    monkeypatch.setattr(storage, "SEGMENT_SIZE", 7)
+    monkeypatch.setattr(store, "SEGMENT_SIZE", 7)
     monkeypatch.setattr(report, "SHOWN_GAPS", 3)
     build_random_history(db)
     overlapping = db.run("""SELECT count(*) FROM scrape_seen a JOIN scrape_seen b ON a.content_id < b.content_id
@@ -205,10 +206,10 @@ def test_counts_and_gaps_agree_with_every_check_one_by_one(db, monkeypatch, days
 def test_a_window_starting_between_two_segments_of_one_content(db, monkeypatch):
     """B until 04-05 12:00, then A; A's check times fill segments of 8 exactly up to 23:50, so
     its first check of 04-06 opens a segment: no change (the check before it saw A too)."""
-    monkeypatch.setattr(storage, "SEGMENT_SIZE", 8)
+    monkeypatch.setattr(store, "SEGMENT_SIZE", 8)
     schema.ensure(db)
     for moment in every_10_minutes(at(5, 0, 0), at(6, 12, 0)):
-        storage.record_check(db, "t", "http://127.0.0.1/t", "B" if moment < at(5, 12, 0) else "A", moment)
+        store.record_check(db, "t", "http://127.0.0.1/t", "B" if moment < at(5, 12, 0) else "A", moment)
     assert db.run("SELECT s.seen_at[cardinality(s.seen_at)] FROM scrape_seen s JOIN scrape_contents c"
                   " ON c.id = s.content_id WHERE c.body = 'A' AND s.segment = 8")[0][0] == at(5, 23, 50)
     [target] = report.build(db, {("scrape", "t"): "10m"}, now=at(6, 12, 5), days=1).targets
@@ -223,8 +224,8 @@ def test_versions_and_their_diffs_are_bounded(db, monkeypatch):
     page = "\n".join(f"line {i}" for i in range(200))
     for day in range(4, 10):  # a new version every day: each one rewrites a few lines more
         body = "\n".join(f"line {i} (day {day})" if i % (day - 2) == 0 else f"line {i}" for i in range(200))
-        storage.record_check(db, "agenda", "http://127.0.0.1/a", page if day == 4 else body, at(day, 12, 0))
-    storage.record_check(db, "agenda", "http://127.0.0.1/a", "x" * (report.VERSION_CHARS + 50), at(10, 12, 0))
+        store.record_check(db, "agenda", "http://127.0.0.1/a", page if day == 4 else body, at(day, 12, 0))
+    store.record_check(db, "agenda", "http://127.0.0.1/a", "x" * (report.VERSION_CHARS + 50), at(10, 12, 0))
     [target] = report.build(db, {}, now=at(10, 13, 0), days=7).targets
     assert target.contents == 7 and len(target.versions) == report.VERSIONS == 4
     newest, second = target.versions[:2]
@@ -247,9 +248,9 @@ def test_summary_and_forecast(db, monkeypatch):
     assert "growth: not enough history yet for a forecast (a day at least)" in render.text(empty)
     build_seed_like_history(db)
     for moment in every_10_minutes(at(6, 0, 0), at(6, 12, 0)):  # a target that stopped at 12:00
-        storage.record_check(db, "stopped", "http://127.0.0.1/s", "same", moment)
-    storage.record_check(db, "healthy", "http://127.0.0.1/h", "same", at(6, 23, 55))
-    storage.record_failure(db, "broken", "http://127.0.0.1/b", "HTTP 500", at(6, 23, 58))
+        store.record_check(db, "stopped", "http://127.0.0.1/s", "same", moment)
+    store.record_check(db, "healthy", "http://127.0.0.1/h", "same", at(6, 23, 55))
+    store.record_failure(db, "broken", "http://127.0.0.1/b", "HTTP 500", at(6, 23, 58))
     schedules = {("scrape", name): "10m" for name in ("agenda", "stopped", "healthy", "broken")}
     result = report.build(db, schedules, now=at(7, 0, 5), days=4)
 
@@ -277,9 +278,9 @@ def test_summary_and_forecast(db, monkeypatch):
 
 def test_error_history_keeps_the_newest_failures(db, monkeypatch):
     schema.ensure(db)
-    monkeypatch.setattr(storage, "ERROR_HISTORY", 3)
+    monkeypatch.setattr(store, "ERROR_HISTORY", 3)
     for minute in range(5):
-        failed = storage.record_failure(db, "t", "http://x/", f"error {minute}", at(4, 0, minute))
+        failed = store.record_failure(db, "t", "http://x/", f"error {minute}", at(4, 0, minute))
     assert (failed.previous_streak, failed.streak) == (4, 5)
     assert [r[0] for r in db.run("SELECT error FROM scrape_errors ORDER BY at")] == ["error 2", "error 3", "error 4"]
 
@@ -522,9 +523,9 @@ def test_html_page_renders_in_chromium_without_console_errors(db, tmp_path):
     build_seed_like_history(db)
     for moment in every_10_minutes(at(5, 0, 0), at(6, 12, 0)):  # a second target, failing at the end
         if moment < at(6, 11, 0):
-            storage.record_check(db, "minutes & <notes>", "http://127.0.0.1/m?a=1&b=2", "same", moment)
+            store.record_check(db, "minutes & <notes>", "http://127.0.0.1/m?a=1&b=2", "same", moment)
         else:
-            storage.record_failure(db, "minutes & <notes>", "http://127.0.0.1/m?a=1&b=2", "timed out", moment)
+            store.record_failure(db, "minutes & <notes>", "http://127.0.0.1/m?a=1&b=2", "timed out", moment)
     # Refresh jobs: one failing since 04-05, one healthy (daily at 04:00, none due yet on 04-07).
     refresh_run(db, "nightly <sql>", "d4", at(4, 4, 0), 12)
     refresh_run(db, "nightly <sql>", "d5", at(5, 4, 0), 30, ok=False, error="HTTP 500 & <oops>")

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import config
+from shared.app import config
 from shared.scrape import filters
 from shared.scrape.job import ScrapeJob
 from shared.scrape.sandbox import Sandbox
@@ -227,7 +227,7 @@ def test_workers_hold_no_secret_from_the_environment(monkeypatch):
 PARENT = """
 import os, sys, threading, time
 sys.path.insert(0, {root!r})  # as Lambda's bootstrap puts /var/task on sys.path: no PYTHONPATH
-from shared import config
+from shared.app import config
 from shared.scrape.sandbox import Sandbox
 
 def job(**keys):
@@ -268,7 +268,7 @@ def test_workers_run_from_any_directory_and_never_outlive_a_dead_run(tmp_path):
 ])
 def test_a_pattern_too_large_to_compile_is_a_value_error_naming_ignore(pattern, reason):
     with pytest.raises(ValueError) as caught:
-        ScrapeJob(name="j", url="http://127.0.0.1/", ignore=pattern)
+        ScrapeJob(name="j", url="http://127.0.0.1/", ignore=(pattern,))
     message = str(caught.value)
     assert message.startswith("key 'ignore': ") and reason in message
     assert len(message) < 300  # one line, not the pattern

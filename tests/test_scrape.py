@@ -7,8 +7,8 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,12 +16,12 @@ import trustme
 from werkzeug import Response
 
 from functions import scrape as scrape_fn
-from shared.platform import db as shared_db, entry, schema
-from shared.scrape import run as scrape, storage
+from shared.app import entry, schema
+from shared.core import db as shared_db
+from shared.scrape import store
 from shared.scrape.job import ScrapeJob
+from tests import runs
 from tests.seed import BREAKDOWN
-
-
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_breakdown_per_day_over_history(db):
     bodies = ["a"] * 5 + ["b"] * 3 + ["b"] * 4 + ["c", "a", "a"] + ["a"] * 2
     days = [0] * 5 + [1] * 3 + [1] * 4 + [2] * 3 + [2] * 2
     for i, (body, day) in enumerate(zip(bodies, days)):
-        storage.record_check(db, "t", "http://x/", body, day0 + timedelta(days=day, minutes=i))
+        store.record_check(db, "t", "http://x/", body, day0 + timedelta(days=day, minutes=i))
     rows = [tuple(r) for r in db.run(BREAKDOWN)]
     # The seed's query counts distinct bodies per day minus one.
     assert rows == [("2016-04-04", 5, 0), ("2016-04-05", 7, 0), ("2016-04-06", 5, 1), ("Total:", 17, 1)]
@@ -135,10 +135,10 @@ def test_breakdown_per_day_over_history(db):
 def test_history_beyond_one_segment_is_complete_and_ordered(db):
     schema.ensure(db)
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    n = storage.SEGMENT_SIZE * 2 + 7
+    n = store.SEGMENT_SIZE * 2 + 7
     for i in range(n):
-        storage.record_check(db, "t", "http://x/", "same", start + timedelta(minutes=10 * i))
-    assert db.run("SELECT count(*), max(cardinality(seen_at)) FROM scrape_seen")[0] == [3, storage.SEGMENT_SIZE]
+        store.record_check(db, "t", "http://x/", "same", start + timedelta(minutes=10 * i))
+    assert db.run("SELECT count(*), max(cardinality(seen_at)) FROM scrape_seen")[0] == [3, store.SEGMENT_SIZE]
     (seen,) = db.run("SELECT seen_at FROM scraps")[0]
     assert len(seen) == n and seen == sorted(seen) and seen[0] == start
 
@@ -303,7 +303,7 @@ def test_two_concurrent_runs(database_url, db, page, run_key, checks):
     def one_run():
         try:
             barrier.wait()
-            results.extend(scrape.run(jobs, run_key=run_key))
+            results.extend(runs.scrape(jobs, run_key=run_key))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -319,7 +319,7 @@ def test_two_concurrent_runs(database_url, db, page, run_key, checks):
 
 
 def test_first_runs_racing_to_create_the_schema(database_url):
-    from shared.platform import db as shared_db
+    from shared.core import db as shared_db
 
     errors = []
 
@@ -360,7 +360,7 @@ def test_user_agent_names_the_project(database_url, httpserver, capsys):
 
     httpserver.expect_request("/ua").respond_with_handler(handler)
     cli(capsys, "--url", httpserver.url_for("/ua"))
-    from shared import NAME, VERSION
+    from shared.core.names import NAME, VERSION
 
     assert seen["ua"].startswith(f"{NAME}/{VERSION}")
 
@@ -370,7 +370,7 @@ def test_user_agent_names_the_project(database_url, httpserver, capsys):
     [
         ('[[scrape]]\nname = "a"\n', "job 'a': missing required key 'url'"),
         ('[[scrape]]\nname = "a"\nurl = "http://x/"\nurll = "y"\n', "job 'a': unknown key 'urll'"),
-        ('[[scrape]]\nname = "a"\nurl = "ftp://x/"\n', "job 'a': url 'ftp://x/' must be an http"),
+        ('[[scrape]]\nname = "a"\nurl = "ftp://x/"\n', "job 'a': key 'url' must be an http:// or https:// address, not ftp://"),
         ('[[scrape]]\nname = "a"\nurl = "http://x/"\ntimeout = "soon"\n', "key 'timeout' must be"),
         ('[[scrape]]\nname = "a"\nurl = "${NOT_SET_ANYWHERE}"\n', "job 'a': key 'url' uses ${NOT_SET_ANYWHERE}"),
         ('[[scrape]]\nurl = "http://x/"\n', "[[scrape]] #1: missing required key 'name'"),

@@ -7,10 +7,12 @@ import pytest
 from werkzeug import Response
 
 from functions import scrape as scrape_fn
-from shared.kinds import KINDS
-from shared.platform import entry, events, schema
-from shared.scrape import run as scrape, storage
+from shared.app import entry, events, schema
+from shared.app.kinds import KINDS
+from shared.scrape import run as scrape
+from shared.scrape import store
 from shared.scrape.job import ScrapeJob
+from tests import runs
 
 
 class Site:
@@ -56,15 +58,15 @@ def test_parallel_results_equal_one_by_one(database_url, db, httpserver):
     jobs = [ScrapeJob(f"t{i}", site.url(f"p{i}")) for i in range(40)] + [ScrapeJob("down", "http://127.0.0.1:9/")]
     for i in range(40):
         site.bodies[f"p{i}"] = f"page {i}"
-    one_by_one = scrape.run(jobs, concurrency=1)
+    one_by_one = runs.scrape(jobs, concurrency=1)
     for i in range(0, 40, 3):
         site.bodies[f"p{i}"] = f"page {i}, changed"
-    serial = [r.line() for r in scrape.run(jobs, concurrency=1)]
+    serial = [r.line() for r in runs.scrape(jobs, concurrency=1)]
     db.run("TRUNCATE scrape_targets CASCADE")
-    assert [r.line() for r in scrape.run(jobs, concurrency=32)] == [r.line() for r in one_by_one]
+    assert [r.line() for r in runs.scrape(jobs, concurrency=32)] == [r.line() for r in one_by_one]
     for i in range(0, 40, 3):
         site.bodies[f"p{i}"] = f"page {i}, changed again"
-    parallel = [r.line() for r in scrape.run(jobs, concurrency=32)]
+    parallel = [r.line() for r in runs.scrape(jobs, concurrency=32)]
     assert parallel == serial and parallel.count("down: error: connection refused") == 1
     assert sum(line.endswith(": changed") for line in parallel) == 14
 
@@ -73,21 +75,21 @@ def test_a_304_is_an_unchanged_check_without_a_body(database_url, db, httpserver
     site = Site(httpserver)
     site.bodies["p1"] = "<p>agenda</p>"
     job = [ScrapeJob("agenda", site.url("p1"))]
-    assert scrape.run(job)[0].outcome == "new"
+    assert runs.scrape(job)[0].outcome == "new"
     sent = site.body_bytes
-    assert [r.outcome for r in scrape.run(job) + scrape.run(job)] == ["unchanged", "unchanged"]
+    assert [r.outcome for r in runs.scrape(job) + runs.scrape(job)] == ["unchanged", "unchanged"]
     assert site.conditional == 2 and site.body_bytes == sent  # two 304s: no body sent
     assert seen(db, "agenda") == 3  # each 304 recorded its check time
     site.bodies["p1"] = "<p>agenda, new item</p>"
-    assert scrape.run(job)[0].outcome == "changed"
+    assert runs.scrape(job)[0].outcome == "changed"
     assert db.run("SELECT body FROM scraps WHERE target = 'agenda' ORDER BY id DESC LIMIT 1")[0][0] == "<p>agenda, new item</p>"
 
 
 def test_last_modified_alone_is_used(database_url, db, httpserver):
     site = Site(httpserver, etag=False)
     job = [ScrapeJob("lm", site.url("p2"))]
-    scrape.run(job)
-    assert scrape.run(job)[0].outcome == "unchanged" and site.conditional == 1
+    runs.scrape(job)
+    assert runs.scrape(job)[0].outcome == "unchanged" and site.conditional == 1
     assert seen(db, "lm") == 2
 
 
@@ -95,7 +97,7 @@ def test_conditional_requests_can_be_turned_off(database_url, db, httpserver):
     site = Site(httpserver)
     job = [ScrapeJob("off", site.url("p3"), conditional=False)]
     for _ in range(3):
-        scrape.run(job)
+        runs.scrape(job)
     assert site.conditional == 0 and site.requests == 3 and seen(db, "off") == 3
     assert db.run("SELECT etag FROM scrape_targets WHERE name = 'off'")[0][0] is None
 
@@ -103,8 +105,8 @@ def test_conditional_requests_can_be_turned_off(database_url, db, httpserver):
 def test_edited_filters_fetch_the_whole_page_again(database_url, db, httpserver):
     site = Site(httpserver)
     site.bodies["p4"] = "<div id=a>kept</div><div id=b>other</div>"
-    scrape.run([ScrapeJob("f", site.url("p4"))])
-    result = scrape.run([ScrapeJob("f", site.url("p4"), select=("#a",))])[0]
+    runs.scrape([ScrapeJob("f", site.url("p4"))])
+    result = runs.scrape([ScrapeJob("f", site.url("p4"), select=("#a",))])[0]
     assert site.conditional == 0  # a 304 would have kept the unfiltered body
     assert result.outcome == "changed"
     assert db.run("SELECT body FROM scraps WHERE target = 'f' ORDER BY id DESC LIMIT 1")[0][0] == "kept"
@@ -114,18 +116,18 @@ def test_a_304_after_a_redirect_drops_the_validators(database_url, db, httpserve
     site = Site(httpserver)
     site.bodies["p0"] = "landing"
     job = [ScrapeJob("hop", site.url("hop"))]
-    scrape.run(job)
+    runs.scrape(job)
     # A redirect's validators belong to the page it led to: none are kept, none sent.
     assert db.run("SELECT etag FROM scrape_targets WHERE name = 'hop'")[0][0] is None
     db.run("UPDATE scrape_targets SET etag = :tag", tag='"' + hashlib.sha1(b"landing").hexdigest() + '"')
-    result = scrape.run(job)[0]  # 304 for p0 after the redirect: inconsistent, fetched again plainly
+    result = runs.scrape(job)[0]  # 304 for p0 after the redirect: inconsistent, fetched again plainly
     assert result.outcome == "unchanged" and seen(db, "hop") == 2
     assert db.run("SELECT etag FROM scrape_targets WHERE name = 'hop'")[0][0] is None
 
 
 def test_a_304_nobody_asked_for_is_an_error(database_url, db, httpserver):
     httpserver.expect_request("/odd").respond_with_response(Response(status=304))
-    result = scrape.run([ScrapeJob("odd", httpserver.url_for("/odd"))])[0]
+    result = runs.scrape([ScrapeJob("odd", httpserver.url_for("/odd"))])[0]
     assert result.outcome == "error" and "304" in result.reason
     assert db.run("SELECT count(*) FROM scrape_contents")[0][0] == 0
 
@@ -140,7 +142,7 @@ def test_a_run_writes_in_a_bounded_number_of_transactions(database_url, db, http
     jobs = [ScrapeJob(f"t{i}", site.url(f"p{i}")) for i in range(250)]
     schema.ensure(db)
     before = committed_transactions(db)
-    results = scrape.run(jobs)
+    results = runs.scrape(jobs)
     # The run's connection has closed, so its statistics are flushed: every statement outside
     # BEGIN ... COMMIT counts as one transaction too.
     after = committed_transactions(db)
@@ -159,7 +161,7 @@ def test_a_failing_write_loses_only_its_own_check(database_url, db, httpserver):
     db.run("""CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
               BEGIN IF NEW.body = 'poison' THEN RAISE EXCEPTION 'poisoned content'; END IF; RETURN NEW; END $$""")
     db.run("CREATE TRIGGER refuse_poison BEFORE INSERT ON scrape_contents FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
-    results = scrape.run([ScrapeJob(f"t{i}", site.url(f"p{i}")) for i in range(5)])
+    results = runs.scrape([ScrapeJob(f"t{i}", site.url(f"p{i}")) for i in range(5)])
     assert [r.outcome for r in results] == ["new", "new", "new", "error", "new"]
     assert "poisoned content" in results[3].reason
     assert db.run("SELECT count(*) FROM scrape_contents")[0][0] == 4
@@ -206,10 +208,10 @@ def test_all_304_batch(database_url, db, httpserver):
     """A batch made only of 304s (no body in it at all) is stored like any other."""
     site = Site(httpserver)
     jobs = [ScrapeJob(f"t{i}", site.url(f"p{i}")) for i in range(3)]
-    scrape.run(jobs)
-    assert [r.outcome for r in scrape.run(jobs)] == ["unchanged"] * 3
+    runs.scrape(jobs)
+    assert [r.outcome for r in runs.scrape(jobs)] == ["unchanged"] * 3
     assert site.conditional == 3 and sum(seen(db, f"t{i}") for i in range(3)) == 6
-    assert storage.target_states(db, ["t0"], None)["t0"].etag is not None
+    assert store.target_states(db, ["t0"], None)["t0"].etag is not None
 
 
 @pytest.mark.parametrize("handler", ["functions.scrape", "functions.carto_refresh", "functions.dispatch"])

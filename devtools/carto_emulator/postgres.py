@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pg8000.native
 
-from shared.platform import db
+from shared.core import db
 
 PUBLIC_ROLE = "carto_emulator_public"  # what requests without a master key run as
 FETCH_BATCH = 1000

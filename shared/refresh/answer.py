@@ -9,7 +9,7 @@ import functools
 import json
 import re
 
-from shared.platform import log
+from shared.core import log
 
 # What one answer may cost in memory, whatever its size: read CHUNK_BYTES at a time; keep at
 # most KEEP_KEYS top-level values (the rows aside), KEEP_BYTES each, and the first row.

@@ -35,10 +35,10 @@ import requests
 from urllib3 import exceptions as u3_exceptions
 from urllib3.exceptions import ReadTimeoutError
 
-from shared import USER_AGENT
-from shared.platform import log
+from shared.core import log
+from shared.core.deadline import DeadlineAdapter, Watchdog
+from shared.core.names import USER_AGENT
 from shared.refresh.answer import CHUNK_BYTES, MESSAGE_CHARS, Answer, AnswerReader, one_line, short
-from shared.refresh.deadline import DeadlineAdapter, Watchdog
 from shared.refresh.job import RefreshJob
 from shared.refresh.outcome import Outcome
 

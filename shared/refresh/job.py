@@ -9,9 +9,10 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from shared import keys
+from shared.core import keys
 
 DEFAULT_SQL = "SELECT process_data()"
+DEFAULT_EVERY = "1d"
 MODES = ("carto", "carto3", "postgres")
 _CARTO_ONLY = ("username", "api_key", "sql_api_url", "base_url", "connection")
 ENV_JOB_NAME = "carto"
@@ -36,7 +37,7 @@ class RefreshJob:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0  # carto: one HTTP answer (CARTO's own sync limit is 5-25 s, v3's 60 s)
     time_budget: float = 540.0  # everything, retries and batch polls included: fits a 10-minute run
-    # Keys every kind has (shared/keys.py): schedule, notifications, alerts.
+    # Keys every kind has (shared/core/keys.py): schedule, notifications, alerts.
     every: str | None = None  # "1d" (default), "1h", "10m"
     at: str | None = None
     cron: str | None = None  # AWS only
@@ -44,7 +45,7 @@ class RefreshJob:
     alert_after: int = 3  # consecutive failed runs before one alert
 
     def __post_init__(self):
-        keys.check_common(self, "refresh")
+        keys.check_common(self, DEFAULT_EVERY)
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} must be one of {', '.join(MODES)}")
         keys.check_type(self, "sql", str)
@@ -66,10 +67,10 @@ class RefreshJob:
                 if getattr(self, key) is not None:
                     raise ValueError(f"key {key!r} is for the CARTO modes, not mode 'postgres'")
             if self.database_url:
-                from shared.platform import db
+                from shared.core import db
 
                 try:
-                    db.parse_url(self.database_url)  # checks it, and registers its password as a secret
+                    db.parse_url(self.database_url, register=False)  # config.build registers secrets()
                 except db.DatabaseConfigError as exc:
                     raise ValueError(f"key 'database_url': {exc}") from None
             return
@@ -91,6 +92,15 @@ class RefreshJob:
             raise ValueError("missing required key 'username' (the CARTO user: it names the endpoint"
                              " and signs Batch API polls)")
 
+    def secrets(self) -> tuple[str, ...]:
+        """The API key and a password in database_url: never shown, wherever they came from."""
+        found = [self.api_key] if self.api_key else []
+        if self.database_url:
+            from shared.core import db
+
+            found.append(db.parse_url(self.database_url, register=False).password or "")
+        return tuple(found)
+
     def carto_user(self) -> str | None:
         """The CARTO user: `username`, or the one in sql_api_url (/user/NAME/ or NAME.carto.com)."""
         if self.username:
@@ -103,11 +113,11 @@ class RefreshJob:
     def where(self) -> str:
         """What the job runs on, for messages: an endpoint or a database, never a key."""
         if self.mode == "postgres":
-            from shared.platform import db
+            from shared.core import db
 
             url = self.database_url or os.environ.get("DATABASE_URL")
             try:
-                return f"PostgreSQL {db.parse_url(url).safe()}" if url else "PostgreSQL ($DATABASE_URL)"
+                return f"PostgreSQL {db.parse_url(url, register=False).safe()}" if url else "PostgreSQL ($DATABASE_URL)"
             except db.DatabaseConfigError:  # a malformed $DATABASE_URL: the alert about it must still go
                 return "PostgreSQL ($DATABASE_URL, not a PostgreSQL URL)"
         if self.mode == "carto3":

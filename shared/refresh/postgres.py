@@ -25,7 +25,7 @@ import struct
 import threading
 import time
 
-from shared.platform import db, log
+from shared.core import db, log
 from shared.refresh.answer import one_line
 from shared.refresh.job import RefreshJob
 from shared.refresh.outcome import Outcome
@@ -55,7 +55,7 @@ class PostgresRefreshError(Exception):
 
 
 def refresh(job: RefreshJob, deadline: float, timing) -> Outcome:
-    import pg8000.native  # only this mode needs it (see shared.platform.db.connect)
+    import pg8000.native  # only this mode needs it (see shared.core.db.connect)
 
     started = time.monotonic()
     con = _connect_with_retries(job, deadline, timing)

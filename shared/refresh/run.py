@@ -2,25 +2,26 @@
 API or straight on PostgreSQL, one Result per job.
 
 Jobs run one after another: they usually hit the same CARTO account, whose rate limit is per
-user. With DATABASE_URL set, each run is recorded (shared/refresh/history.py) before CARTO is
+user. With DATABASE_URL set, each run is recorded (shared/refresh/store.py) before CARTO is
 called, so a redelivered scheduled event is a `duplicate` that calls nothing, and the failure
-streak drives the same alerts as scrape's (shared/report/notify.py). Without a database the
+streak drives the same alerts as scrape's (shared/notify/messages.py). Without a database the
 refreshes still run; history is off, and each failure alerts (there is no streak to count).
 """
 
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from shared.platform import db, schema
-from shared.refresh import carto, history, postgres
+from shared.core import db
+from shared.core.result import DUPLICATE, ERROR, Result
+from shared.notify import messages
+from shared.notify.outbox import Outbox
+from shared.refresh import carto, postgres, store
 from shared.refresh.answer import one_line
 from shared.refresh.job import RefreshJob
-from shared.report import notify
-from shared.report.outbox import Outbox
-from shared.result import DUPLICATE, ERROR, Result
 
 logger = logging.getLogger(__name__)
 LEASE_MARGIN = 60  # seconds past a job's time budget after which its unfinished run counts as dead
@@ -32,19 +33,20 @@ _said_history_is_off = False
 
 
 def run(jobs: list[RefreshJob], run_key: str | None = None, deadline: float | None = None,
-        timing: carto.Timing = carto.Timing()) -> list[Result]:
-    """Run each job within its own time_budget and the run's `deadline` (monotonic)."""
+        timing: carto.Timing = carto.Timing(), prepare: Callable | None = None) -> list[Result]:
+    """Run each job within its own time_budget and the run's `deadline` (monotonic).
+    `prepare(con)` brings the schema of the run history up to date (the entry adapter passes it)."""
     with Outbox(deadline) as outbox:
-        results = [run_one(job, run_key, deadline, timing, outbox) for job in jobs]
+        results = [run_one(job, run_key, deadline, timing, outbox, prepare) for job in jobs]
         notices = outbox.close()  # waits for the alerts, never past the deadline
     return [replace(r, notice="; ".join(n for n in (r.notice, notices.get(r.name)) if n) or None) for r in results]
 
 
 def run_one(job: RefreshJob, run_key: str | None, deadline: float | None, timing: carto.Timing,
-            outbox: Outbox) -> Result:
+            outbox: Outbox, prepare: Callable | None = None) -> Result:
     started = time.monotonic()
     job_deadline = started + job.time_budget if deadline is None else min(started + job.time_budget, deadline)
-    recorder = _Recorder(job, run_key)
+    recorder = _Recorder(job, run_key, prepare)
     if not recorder.claim(job_deadline):
         return Result(job.name, DUPLICATE, recorder.duplicate_reason, seconds=time.monotonic() - started)
     try:
@@ -57,7 +59,7 @@ def run_one(job: RefreshJob, run_key: str | None, deadline: float | None, timing
     else:
         result = Result(job.name, ERROR, reason, retry=True)
     now = datetime.now(timezone.utc).isoformat()
-    event = notify.Check(result.outcome, now, error=None if outcome else reason,
+    event = messages.Check(result.outcome, now, error=None if outcome else reason,
                          streak_before=streak.before, streak=streak.after, unit="runs")
     outbox.post(job, event)
     return replace(result, notice=recorder.notice, seconds=time.monotonic() - started)
@@ -85,11 +87,11 @@ def refresh(job: RefreshJob, deadline: float, timing: carto.Timing = carto.Timin
 
 
 class _Recorder:
-    """The run's row in the history, when there is a database; a refresh never fails for want
+    """The run's row in the store, when there is a database; a refresh never fails for want
     of one (its notice says what was not recorded)."""
 
-    def __init__(self, job: RefreshJob, run_key: str | None):
-        self.job, self.run_key = job, run_key
+    def __init__(self, job: RefreshJob, run_key: str | None, prepare: Callable | None):
+        self.job, self.run_key, self.prepare = job, run_key, prepare
         self.run_id = None
         self.notice = None
         self.duplicate_reason = None
@@ -109,8 +111,9 @@ class _Recorder:
             # A quarter of the budget at most: the refresh matters more than its record.
             timeout = max(0.5, min(HISTORY_CONNECT_TIMEOUT, (deadline - time.monotonic()) / 4))
             with db.connection(timeout=timeout) as con:
-                schema.ensure(con)
-                claim = history.claim(con, self.job.name, self.run_key, datetime.now(timezone.utc),
+                if self.prepare is not None:
+                    self.prepare(con)
+                claim = store.claim(con, self.job.name, self.run_key, datetime.now(timezone.utc),
                                       self.job.time_budget + LEASE_MARGIN)
         except Exception as exc:  # the refresh matters more than its record
             self._lost(exc)
@@ -122,11 +125,11 @@ class _Recorder:
         self.run_id = claim.run_id
         return True
 
-    def finish(self, outcome, error: str | None, deadline: float | None = None) -> history.Streak:
+    def finish(self, outcome, error: str | None, deadline: float | None = None) -> store.Streak:
         """Record the end of the run; the job's failure streak before and after it. Without a
         record, a failure counts as reaching the job's alert_after. Connecting may take a few
         seconds past the run's `deadline` (Lambda keeps 10 s for this), no more."""
-        unknown = history.Streak(self.job.alert_after - 1, self.job.alert_after) if error else history.Streak(0, 0)
+        unknown = store.Streak(self.job.alert_after - 1, self.job.alert_after) if error else store.Streak(0, 0)
         if self.run_id is None:
             return unknown
         try:
@@ -134,7 +137,7 @@ class _Recorder:
             if deadline is not None:
                 timeout = max(1.0, min(timeout, deadline + FINISH_GRACE - time.monotonic()))
             with db.connection(timeout=timeout) as con:
-                return history.finish(con, self.run_id, datetime.now(timezone.utc), error is None,
+                return store.finish(con, self.run_id, datetime.now(timezone.utc), error is None,
                                       outcome.via if outcome else None, outcome.total_rows if outcome else None,
                                       error)
         except Exception as exc:

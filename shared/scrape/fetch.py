@@ -21,11 +21,19 @@ from urllib.parse import unquote, urlsplit
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import (ConnectTimeoutError, HTTPError, LocationParseError, MaxRetryError,
-                                NameResolutionError, NewConnectionError, ReadTimeoutError, SSLError)
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    LocationParseError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ReadTimeoutError,
+    SSLError,
+)
 
-from shared import USER_AGENT
-from shared.platform import db, log
+from shared.core import db, log
+from shared.core.names import USER_AGENT
 from shared.scrape import memory
 
 CONNECT_TIMEOUT = 10.0  # seconds to open the connection

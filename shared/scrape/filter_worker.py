@@ -63,8 +63,9 @@ def main(argv: list[str]) -> int:
     requests = os.fdopen(os.dup(0), "rb")
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a print while starting goes where start-up errors go, never into the answers
-    from shared.scrape import filters  # noqa: F401  (loaded before the first page, not during)
     from selectolax.lexbor import LexborHTMLParser
+
+    from shared.scrape import filters  # noqa: F401  (loaded before the first page, not during)
 
     LexborHTMLParser("<p>warm</p>").css("p")
     # Start-up went well: from now on nothing but answers leaves this process.

@@ -28,7 +28,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from shared.platform import log
+from shared.core import log
 
 WHITESPACE_MODES = ("ignore", "keep")
 

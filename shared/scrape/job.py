@@ -4,10 +4,11 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from shared import keys
-from shared.platform import log
+from shared.core import keys
 from shared.scrape import filters
-from shared.scrape.storage import MAX_KEEP_DAYS
+from shared.scrape.store import MAX_KEEP_DAYS
+
+DEFAULT_EVERY = "10m"
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class ScrapeJob:
     text: bool | None = None  # HTML -> text; default: on when a filter above is set
     whitespace: str = "ignore"  # "ignore": spacing and blank lines are not changes; "keep"
     keep_days: int | None = None  # drop versions and check times older than this after each run
-    # Keys every kind has (shared/keys.py): schedule, notifications, alerts.
+    # Keys every kind has (shared/core/keys.py): schedule, notifications, alerts.
     every: str | None = None  # "10m" (default), "1h", "1d"
     at: str | None = None
     cron: str | None = None  # AWS only
@@ -31,22 +32,19 @@ class ScrapeJob:
     alert_after: int = 3  # consecutive failed checks before one alert
 
     def __post_init__(self):
-        keys.check_common(self, "scrape")
+        keys.check_common(self, DEFAULT_EVERY)
         keys.check_type(self, "url", str)
         try:
-            password = urlsplit(self.url).password
+            urlsplit(self.url).password  # noqa: B018 - parses the whole netloc
         except ValueError as exc:
             # Never echo the URL: it may hold a password that could not be found to redact.
             raise ValueError(f"key 'url' is not a valid URL ({exc})") from None
-        if password:  # a literal user:password@ in the URL is as secret as a ${VAR}
-            log.add_secret(unquote(password))
-            log.add_secret(password)
         keys.check_type(self, "timeout", (int, float))
         keys.check_type(self, "conditional", bool)
         if not 0 < self.timeout <= 300:  # a run must fit Lambda's and Heroku Scheduler's limits
             raise ValueError(f"timeout {self.timeout!r} must be between 0 and 300 seconds")
         for key in ("select", "drop", "ignore"):
-            keys.as_strings(self, key)
+            keys.check_strings(self, key)
         for selector in self.select + self.drop:
             filters.check_selector(selector)
         for pattern in self.ignore:
@@ -59,10 +57,17 @@ class ScrapeJob:
             keys.check_type(self, "keep_days", int)
             if not 1 <= self.keep_days <= MAX_KEEP_DAYS:
                 raise ValueError(f"key 'keep_days' must be from 1 to {MAX_KEEP_DAYS} days, not {self.keep_days}")
-        if not re.match(r"^https?://[^/\s]+", self.url):
-            raise ValueError(f"url {self.url!r} must be an http:// or https:// address")
+        if not re.match(r"^https?://[^/\s]+", self.url):  # never echoed: it may hold a password
+            scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]{0,20}):", self.url)
+            raise ValueError("key 'url' must be an http:// or https:// address"
+                             + (f", not {scheme.group(1)}://" if scheme else ""))
         if "\x00" in self.url:
             raise ValueError("url holds a NUL character")
+
+    def secrets(self) -> tuple[str, ...]:
+        """A password written in the URL (user:password@) is as secret as a ${VAR}."""
+        password = urlsplit(self.url).password
+        return (password, unquote(password)) if password else ()
 
     @property
     def where(self) -> str:

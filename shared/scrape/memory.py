@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from shared.errors import ConfigError
+from shared.core.errors import ConfigError
 
 DEFAULT_MB = 160
 FREE_BYTES = 256 * 1024  # a body smaller than this needs no share: 48 of them are 12 MB

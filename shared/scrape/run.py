@@ -13,18 +13,19 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from shared import config
-from shared.errors import ConfigError
-from shared.platform import db, log, schema
-from shared.report import notify
-from shared.report.outbox import Outbox
-from shared.result import DUPLICATE, ERROR, SKIPPED, Result
-from shared.scrape import fetch, filters, memory, sandbox, storage
+from shared.core import db, log
+from shared.core.errors import ConfigError
+from shared.core.names import NAME_RULE, valid_name
+from shared.core.result import DUPLICATE, ERROR, SKIPPED, Result
+from shared.notify import messages
+from shared.notify.outbox import Outbox
+from shared.scrape import fetch, filters, memory, sandbox, store
 from shared.scrape.job import ScrapeJob
 
 logger = logging.getLogger(__name__)
@@ -42,27 +43,33 @@ WRITE_MARGIN = 10  # seconds kept before a deadline to write what was fetched
 PRUNE_MARGIN = 5  # seconds pruning needs before the deadline; without them it waits for the next run
 
 
-def default_concurrency() -> int:
-    value = os.environ.get("SCRAPE_CONCURRENCY")
-    if value is None:
-        return CONCURRENCY
-    if not value.isdigit() or not 1 <= int(value) <= 500:
-        raise ConfigError(f"SCRAPE_CONCURRENCY={value!r} must be a whole number from 1 to 500")
+def parse_concurrency(value: str, source: str) -> int:
+    """A concurrency setting as written (--concurrency, $SCRAPE_CONCURRENCY): 1 to 500."""
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 500:
+        raise ConfigError(f"{source}={value!r} must be a whole number from 1 to 500")
     return int(value)
 
 
+def default_concurrency() -> int:
+    value = os.environ.get("SCRAPE_CONCURRENCY")
+    return CONCURRENCY if value is None else parse_concurrency(value, "SCRAPE_CONCURRENCY")
+
+
 def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | None = None,
-        concurrency: int | None = None, per_host: int = PER_HOST, deadline: float | None = None) -> list[Result]:
+        concurrency: int | None = None, per_host: int = PER_HOST, deadline: float | None = None,
+        prepare: Callable | None = None) -> list[Result]:
     """Check `jobs` and store what was seen. `deadline` (time.monotonic()) is when the run must
-    be over, e.g. Lambda's timeout: a job whose fetch could not finish by then is not started."""
+    be over, e.g. Lambda's timeout: a job whose fetch could not finish by then is not started.
+    `prepare(con)` brings the schema up to date first (the entry adapter passes it)."""
     if concurrency is None:
         concurrency = default_concurrency()
     elif not 1 <= concurrency <= 500:
         raise ConfigError(f"concurrency {concurrency} must be from 1 to 500")
     with db.connection(database_url) as con:
-        schema.ensure(con)
+        if prepare is not None:
+            prepare(con)
         try:
-            states = storage.target_states(con, [job.name for job in jobs], run_key)
+            states = store.target_states(con, [job.name for job in jobs], run_key)
         except Exception as exc:
             raise db.classify(exc, "reading the targets") from None
     results = {job.name: Result(job.name, DUPLICATE, f"already checked for run {run_key}")
@@ -88,7 +95,7 @@ def _prune(jobs: list[ScrapeJob], database_url: str | None) -> None:
     if keep:
         try:
             with db.connection(database_url) as con:
-                storage.prune(con, keep)  # with a day's slack: cheap after every run
+                store.prune(con, keep)  # with a day's slack: cheap after every run
         except Exception as exc:  # noqa: BLE001 - see above
             logger.warning("pruning old history failed: %s", log.redact(str(exc)))
 
@@ -134,7 +141,7 @@ class _Writer:
         """The writer thread: store each batch as it comes, until None."""
         while (batch := writes.get()) is not None:
             try:
-                self.results.update(self.store(batch))
+                self.results.update(self.write(batch))
             except Exception as exc:  # store handles storage errors; this is the last resort
                 logger.exception("writing %d checks failed", len(batch))
                 self.results.update({job.name: _unstored(job, exc) for job, _ in batch})
@@ -143,14 +150,14 @@ class _Writer:
                     if check.hold:
                         check.hold.release()
 
-    def store(self, batch: list[tuple[ScrapeJob, storage.Check]]) -> dict[str, Result]:
+    def write(self, batch: list[tuple[ScrapeJob, store.Check]]) -> dict[str, Result]:
         """Write a batch in one transaction; if that fails, each check on its own. Then notify."""
         if not batch:
             return {}
         if self.down:
             return {job.name: _unstored(job, self.down) for job, _ in batch}
         try:
-            stored = list(zip(batch, storage.record_batch(self.connection(), [c for _, c in batch], self.run_key)))
+            stored = list(zip(batch, store.record_batch(self.connection(), [c for _, c in batch], self.run_key)))
         except Exception as exc:
             problem = db.classify(exc, "storing checks")
             if isinstance(problem, db.DatabaseUnavailable) and not self.reconnect(problem) \
@@ -161,12 +168,12 @@ class _Writer:
             stored = [((job, check), self.store_one(check)) for job, check in batch]
         return {job.name: _result(job, check, outcome, self.outbox) for (job, check), outcome in stored}
 
-    def store_one(self, check: storage.Check):
+    def store_one(self, check: store.Check):
         """One check in its own transaction: what record_batch gives, or the exception."""
         if self.down:
             return db.DatabaseUnavailable(self.down)
         try:
-            return storage.record_batch(self.connection(), [check], self.run_key)[0]
+            return store.record_batch(self.connection(), [check], self.run_key)[0]
         except Exception as exc:  # a storage failure of one target must not stop the others
             problem = db.classify(exc, "storing the check")
             logger.warning("%s: could not store the check: %s", check.name, log.redact(str(problem)))
@@ -210,7 +217,7 @@ def _unstored(job: ScrapeJob, problem) -> Result:
 
 def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: int, deadline: float | None,
                budget: memory.Budget | None = None):
-    """Yield (job, storage.Check) as each target's fetch and filtering finish, or (job, None)
+    """Yield (job, store.Check) as each target's fetch and filtering finish, or (job, None)
     for a job not started because its fetch could not end before `deadline`.
 
     Jobs go to the thread pool only when their host has a free slot, so no thread ever waits
@@ -225,7 +232,7 @@ def _check_all(jobs: list[ScrapeJob], states: dict, concurrency: int, per_host: 
     ready = deque(pending)  # hosts with a job waiting and a free slot, in turn order
     running = {}  # future -> host
 
-    def one(job: ScrapeJob) -> tuple[ScrapeJob, storage.Check]:
+    def one(job: ScrapeJob) -> tuple[ScrapeJob, store.Check]:
         started = time.monotonic()
         check = check_target(http, job, states.get(job.name), memory.Hold(budget), box)
         return job, replace(check, seconds=time.monotonic() - started)
@@ -265,8 +272,8 @@ def _host(url: str) -> str:
         return ""
 
 
-def check_target(http, job: ScrapeJob, state: storage.TargetState | None,
-                 hold: memory.Hold | None = None, box: sandbox.Sandbox | None = None) -> storage.Check:
+def check_target(http, job: ScrapeJob, state: store.TargetState | None,
+                 hold: memory.Hold | None = None, box: sandbox.Sandbox | None = None) -> store.Check:
     """Fetch one target and apply its filters; never raises for the target's own failures.
     What is stored never holds a secret a ${VAR} put into the job's URL. The check keeps its
     `hold` on the run's memory budget, sized to its body, until the writer has stored it. The
@@ -281,8 +288,8 @@ def check_target(http, job: ScrapeJob, state: storage.TargetState | None,
     return replace(check, hold=hold)
 
 
-def _check_target(http, job: ScrapeJob, state: storage.TargetState | None, hold: memory.Hold,
-                  box: sandbox.Sandbox) -> storage.Check:
+def _check_target(http, job: ScrapeJob, state: store.TargetState | None, hold: memory.Hold,
+                  box: sandbox.Sandbox) -> store.Check:
     at, started = datetime.now(timezone.utc), time.monotonic()
     fingerprint = filters.fingerprint(job)
     validators = _validators(job, state, fingerprint)
@@ -296,23 +303,23 @@ def _check_target(http, job: ScrapeJob, state: storage.TargetState | None, hold:
             if page.status == 304:
                 raise fetch.FetchError("HTTP 304 Not Modified to a request that was not conditional")
         if page.status == 304:
-            return storage.Check(job.name, log.redact(job.url), at, not_modified=True, filters=fingerprint,
+            return store.Check(job.name, log.redact(job.url), at, not_modified=True, filters=fingerprint,
                                  etag=page.etag, last_modified=page.last_modified)
         body = box.apply(job, page.text, job.timeout - (time.monotonic() - started))
         body = log.redact(body)  # a page may echo the secret URL it was fetched from
     except (fetch.FetchError, filters.FilterError) as exc:
         logger.warning("%s: %s failed: %s", job.name, job.url, exc)
-        return storage.Check(job.name, log.redact(job.url), at, error=log.redact(str(exc)))
+        return store.Check(job.name, log.redact(job.url), at, error=log.redact(str(exc)))
     except Exception as exc:  # a bug or a page nobody foresaw: this target fails, the run goes on
         logger.exception("%s: checking %s failed unexpectedly", job.name, job.url)
-        return storage.Check(job.name, log.redact(job.url), at,
+        return store.Check(job.name, log.redact(job.url), at,
                              error=log.redact(f"unexpected {type(exc).__name__}: {exc}"))
     keep = job.conditional and not page.redirected  # a redirect's validators belong to another URL
-    return storage.Check(job.name, log.redact(job.url), at, body=body, filters=fingerprint,
+    return store.Check(job.name, log.redact(job.url), at, body=body, filters=fingerprint,
                          etag=page.etag if keep else None, last_modified=page.last_modified if keep else None)
 
 
-def _validators(job: ScrapeJob, state: storage.TargetState | None, fingerprint: str) -> dict:
+def _validators(job: ScrapeJob, state: store.TargetState | None, fingerprint: str) -> dict:
     """If-None-Match / If-Modified-Since for this check, when a 304 would be trustworthy: the
     target has content, and its filters are those that made it (else the body must be redone)."""
     if not job.conditional or state is None or not state.has_content or state.filters != fingerprint:
@@ -334,7 +341,7 @@ def _fetch(http, job: ScrapeJob, headers: dict, hold: memory.Hold, seconds: floa
     return page
 
 
-def _result(job: ScrapeJob, check: storage.Check, stored, outbox: Outbox) -> Result:
+def _result(job: ScrapeJob, check: store.Check, stored, outbox: Outbox) -> Result:
     """The result line of one stored check; what it calls for goes to the outbox."""
     if isinstance(stored, Exception):
         return _unstored(job, stored)
@@ -343,14 +350,14 @@ def _result(job: ScrapeJob, check: storage.Check, stored, outbox: Outbox) -> Res
         if stored is None:  # this run already recorded the target
             return Result(job.name, DUPLICATE, check.error)
         result = Result(job.name, ERROR, check.error, seconds=check.seconds)
-        event = notify.Check("error", at, error=check.error, streak_before=stored.previous_streak,
+        event = messages.Check("error", at, error=check.error, streak_before=stored.previous_streak,
                              streak=stored.streak)
     else:
         result = Result(job.name, stored.outcome, seconds=check.seconds)
         if stored.outcome == DUPLICATE:
             return result
         body = check.body if not check.not_modified else None
-        event = notify.Check(stored.outcome, at, body=body, previous_body=stored.previous_body,
+        event = messages.Check(stored.outcome, at, body=body, previous_body=stored.previous_body,
                              filters_changed=stored.filters_changed, streak_before=stored.previous_streak)
     # The check is stored: a failed notification is reported (its notice), never undoes it.
     outbox.post(job, event)
@@ -363,8 +370,8 @@ def adhoc_table(url: str, name: str | None) -> dict:
         urlsplit(url)
     except ValueError as exc:  # the URL is not echoed: a password in it could not be found
         raise ConfigError(f"ad-hoc target: url is not a valid URL ({exc})") from None
-    if name and not config.valid_name(name):  # it names the history, and starts each result line
-        raise ConfigError(f"ad-hoc target: name {name[:100]!r} {config.NAME_RULE}")
+    if name and not valid_name(name):  # it names the history, and starts each result line
+        raise ConfigError(f"ad-hoc target: name {name[:100]!r} {NAME_RULE}")
     return {"name": name or _name_for(url), "url": url}
 
 

@@ -2,7 +2,7 @@
 
 A target's versions are its distinct contents, numbered from 1 in the order they were first
 seen (after a prune, from the oldest kept). All SQL of these tools is here (prune's is in
-storage.py, where a run calls it), all of it read-only but DELETE_* and prune.
+store.py, where a run calls it), all of it read-only but DELETE_* and prune.
 """
 
 import os
@@ -10,12 +10,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared import config
-from shared.errors import ConfigError, WorkFailed
-from shared.platform import db, log, schema
-from shared.platform.db import transaction
-from shared.report import diff
-from shared.scrape import fetch, filters, storage
+from shared.app import config, schema
+from shared.core import db, log
+from shared.core.db import transaction
+from shared.core.errors import ConfigError, WorkFailed
+from shared.notify import diff
+from shared.scrape import fetch, filters, store
 from shared.scrape.job import ScrapeJob
 
 CONTEXT_LINES = 3  # diff context, as diff -u
@@ -24,7 +24,7 @@ CONTEXT_LINES = 3  # diff context, as diff -u
 def scrape_job(name: str) -> ScrapeJob:
     """The [[scrape]] job `name` of the jobs file, built (its ${VAR}s read); ConfigError if there
     is none, naming the jobs there."""
-    from shared.kinds import KINDS
+    from shared.app.kinds import KINDS
 
     entries, source = config.kind_entries(KINDS["scrape"])
     if not entries:
@@ -38,8 +38,8 @@ def run(command: str, options: dict) -> int:
         text, code = test(scrape_job(options["name"]))
         print(log.redact(text), end="")
         return code
-    if command == "prune" and not 1 <= options["keep_days"] <= storage.MAX_KEEP_DAYS:
-        raise ConfigError(f"--keep-days must be from 1 to {storage.MAX_KEEP_DAYS}, not {options['keep_days']}")
+    if command == "prune" and not 1 <= options["keep_days"] <= store.MAX_KEEP_DAYS:
+        raise ConfigError(f"--keep-days must be from 1 to {store.MAX_KEEP_DAYS}, not {options['keep_days']}")
     with db.connection() as con:
         schema.ensure(con)
         if command == "list":
@@ -97,7 +97,7 @@ FROM scrape_targets t LEFT JOIN per ON per.target_id = t.id LEFT JOIN interleave
 ORDER BY t.name
 """
 
-# Per refresh job (shared/refresh/history.py's tables): runs, first and last, failure streak,
+# Per refresh job (shared/refresh/store.py's tables): runs, first and last, failure streak,
 # stored bytes.
 LIST_REFRESH = """
 SELECT j.name, count(r.id), min(r.started_at), max(r.started_at), j.error_streak, coalesce(sum(pg_column_size(r.*)), 0)
@@ -305,14 +305,14 @@ def delete(con, name: str, yes: bool, kind: str | None = None) -> str:
 
 
 def prune(con, days: int, names: list[str] | None = None) -> str:
-    """storage.prune with the same number of days for the named targets (default: all), exactly."""
+    """store.prune with the same number of days for the named targets (default: all), exactly."""
     known = [row[0] for row in con.run("SELECT name FROM scrape_targets ORDER BY name")]
     if names:
         missing = [n for n in dict.fromkeys(names) if n not in known]
         if missing:
             raise ConfigError(f"no target named {', '.join(map(repr, missing))} in the history")
     chosen = list(dict.fromkeys(names)) if names else known
-    pruned = storage.prune(con, [(name, days) for name in chosen], slack_days=0)
+    pruned = store.prune(con, [(name, days) for name in chosen], slack_days=0)
     return (f"pruned {pruned.targets} of {_count(len(chosen), 'target')} to their last {_count(days, 'day')}:"
             f" {_count(pruned.versions, 'version')}, {_count(pruned.check_times, 'check time')} and"
             f" {_count(pruned.errors, 'failed check')} dropped; {_count(pruned.rows, 'row')} and {_size(pruned.bytes)}"

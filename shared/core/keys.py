@@ -1,12 +1,29 @@
 """Checks shared by every job dataclass: key types, lists of strings, endpoints, and the keys
 every kind has (`name`, the schedule `every`/`at`/`cron`, `notify`, `alert_after`).
 
-Each raises ValueError naming the key; shared/config.py adds the file and the job.
+Each raises ValueError naming the key; shared/app/config.py adds the file and the job. They only
+check: a job table's lists become tuples before the dataclass is built (`as_tuples`), so a
+frozen job is never changed after it exists.
 """
 
 import re
+from dataclasses import fields
 
-from shared.platform import schedule
+from shared.core import schedule
+
+
+def as_tuples(cls, table: dict) -> dict:
+    """`table` with the values of `cls`'s tuple fields written as tuples: a list as its items,
+    a lone string as a one-item tuple (`select = "h1"` means `select = ["h1"]`)."""
+    tuple_fields = {f.name for f in fields(cls) if str(f.type).startswith("tuple")}
+    converted = dict(table)
+    for key in tuple_fields & converted.keys():
+        value = converted[key]
+        if isinstance(value, str):
+            converted[key] = (value,)
+        elif isinstance(value, list):
+            converted[key] = tuple(value)
+    return converted
 
 
 def check_type(job, key: str, kind) -> None:
@@ -17,14 +34,11 @@ def check_type(job, key: str, kind) -> None:
         raise ValueError(f"key {key!r} must be a {names}, not {type(value).__name__}")
 
 
-def as_strings(job, key: str) -> None:
-    """A string or a list of strings, kept as a tuple (the dataclass is frozen)."""
+def check_strings(job, key: str) -> None:
+    """A tuple of non-empty strings (see as_tuples)."""
     value = getattr(job, key)
-    if isinstance(value, str):
-        value = (value,)
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+    if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
         raise ValueError(f"key {key!r} must be a string or a list of non-empty strings")
-    object.__setattr__(job, key, tuple(value))
 
 
 def check_url(job, key: str) -> None:
@@ -36,18 +50,15 @@ def check_url(job, key: str) -> None:
         raise ValueError(f"{key} must be a plain endpoint: no query string (the API key goes in 'api_key')")
 
 
-def check_common(job, kind: str) -> None:
+def check_common(job, default_every: str) -> None:
     """The keys every job has: its name, its schedule, and whom to tell when it fails."""
-    from shared.report.notify import register_secrets
-
     check_type(job, "name", str)
-    schedule.parse(job.every, job.at, job.cron, kind)  # ScheduleError is a ValueError
+    schedule.parse(job.every, job.at, job.cron, default_every)  # ScheduleError is a ValueError
     if job.notify is not None:
-        as_strings(job, "notify")
+        check_strings(job, "notify")
         for url in job.notify:
             if not re.match(r"^[a-z][a-z0-9+.-]*://", url):
                 raise ValueError("key 'notify' holds an entry that is not an Apprise URL (scheme://...)")
-            register_secrets(url)
     check_type(job, "alert_after", int)
     if not 1 <= job.alert_after <= 10000:
         raise ValueError(f"key 'alert_after' must be between 1 and 10000, not {job.alert_after}")

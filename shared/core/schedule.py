@@ -40,7 +40,7 @@ CRON_FIELDS = (
 
 
 class ScheduleError(ValueError):
-    """A schedule key is wrong; shared/config.py adds the file and the job."""
+    """A schedule key is wrong; shared/app/config.py adds the file and the job."""
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,9 @@ class Schedule:
         return f"Every day at {at} (UTC)"
 
 
-def parse(every: str | None, at: str | None, cron: str | None, kind: str) -> Schedule:
-    """Check a job's schedule keys (`every` defaults to its kind's); errors say which key is wrong."""
-    from shared.kinds import KINDS
+def parse(every: str | None, at: str | None, cron: str | None, default_every: str) -> Schedule:
+    """Check a job's schedule keys (`every` defaults to its kind's `default_every`); errors say
+    which key is wrong."""
     if cron is not None:
         if every is not None or at is not None:
             raise ScheduleError("key 'cron' replaces 'every' and 'at': give one or the other")
@@ -94,7 +94,7 @@ def parse(every: str | None, at: str | None, cron: str | None, kind: str) -> Sch
             raise ScheduleError("key 'cron' must be a string")
         check_cron(cron)
         return Schedule(None, None, " ".join(cron.split()))
-    every = KINDS[kind].default_every if every is None else every
+    every = default_every if every is None else every
     if not isinstance(every, str) or every not in EVERY:
         raise ScheduleError(f"key 'every' must be one of {', '.join(map(repr, EVERY))}, not {every!r}")
     if at is not None:

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from shared.errors import ConfigError
-from shared.platform import log
+from shared.core import log
+from shared.core.errors import ConfigError
 from shared.scrape import filters
 
 URL_KEYS_MAPPED = {"url", "name", "filter", "max_tries", "timeout", "ignore_cached", "kind"}
@@ -366,9 +366,9 @@ def adopt(urls: str, cache: str | None = None, write: bool = False) -> str:
     the jobs file. Returns what to print. Jobs already in the jobs file (same name and url) are
     not written again, and targets with history are not imported into again: running it twice
     is harmless."""
-    from shared import config
-    from shared.platform import db
-    from shared.scrape import adopt as adoption
+    from shared.app import adopt as adoption
+    from shared.app import config
+    from shared.core import db
 
     if write and config.has_jobs_file() and config.jobs_source() == "$JOBS_TOML":
         raise ConfigError("--write appends to the jobs file, but the jobs come from $JOBS_TOML:"

@@ -1,6 +1,6 @@
 """One error base for everything a run can refuse or fail at, carrying its exit code.
 
-The entry adapter (shared/platform/entry.py) catches `JobError` once: the command line prints
+The entry adapter (shared/app/entry.py) catches `JobError` once: the command line prints
 its one line and exits with `exit_code`; Lambda logs the line and raises it, so the invocation
 counts as an error. Anything else that escapes is a bug, and gets a traceback.
 """

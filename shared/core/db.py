@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from shared import NAME
-from shared.errors import ConfigError, USAGE, WorkFailed
-from shared.platform import log
+from shared.core import log
+from shared.core.errors import USAGE, ConfigError, WorkFailed
+from shared.core.names import NAME
 
 CONNECT_TIMEOUT = 30  # seconds to connect (reads then wait up to the statement timeout)
 STATEMENT_TIMEOUT = "60s"  # server-side cap per statement
@@ -128,15 +128,17 @@ class DbUrl:
 SSLMODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 
-def parse_url(url: str) -> DbUrl:
-    """Parse a libpq-style URL; errors never repeat the password."""
+def parse_url(url: str, register: bool = True) -> DbUrl:
+    """Parse a libpq-style URL; errors never repeat the password, which is registered as a
+    secret unless `register` is false (a check that only validates)."""
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):
         raise DatabaseConfigError(
             f"DATABASE_URL must start with postgres:// or postgresql://, not {parts.scheme or '(none)'}://"
         )
     password = unquote(parts.password) if parts.password is not None else None
-    log.add_secret(password)
+    if register:
+        log.add_secret(password)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     sslmode = query.get("sslmode")
     if sslmode is not None and sslmode not in SSLMODES:

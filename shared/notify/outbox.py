@@ -8,7 +8,7 @@ One Outbox per run, made with the run's deadline (a time.monotonic() value, or N
         ...
         notices = outbox.close()      # at the end of the run: {job name: notice}
 
-`post()` works out the messages the check calls for (notify.messages_for, on the caller's
+`post()` works out the messages the check calls for (messages.messages_for, on the caller's
 thread: small texts, no input/output) and queues one delivery per message and URL. Deliveries
 run on a small pool of daemon threads, started as work comes (none when nothing is sent).
 
@@ -22,7 +22,7 @@ Scheduler's 10-minute slot):
   requests per second (Slack about one message a second per webhook, SES 14 a second by
   default). Eight threads cost a few MB in the smallest Lambda.
 - Each message has MESSAGE_TIMEOUT (10 s), less when the deadline is nearer: it caps the
-  plugin's socket timeouts (notify.deliver), and past it the outbox stops waiting for the
+  plugin's socket timeouts (messages.deliver), and past it the outbox stops waiting for the
   message. The thread still stuck in it (a server that trickles bytes) is a daemon thread,
   abandoned, never waited for, and never keeps the process from exiting.
 - A URL that used up a whole timeout is not tried again in the same run: 500 changes to a
@@ -43,8 +43,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from shared.platform import log
-from shared.report import notify
+from shared.core import log
+from shared.notify import messages
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ NOT_SENT = "notification not sent: the run's time ran out"
 class _Delivery:
     job: str
     url: str
-    message: notify.Message
+    message: messages.Message
 
 
 class Outbox:
@@ -95,20 +95,20 @@ class Outbox:
 
     # --- the run's side ---------------------------------------------------------------------
 
-    def post(self, job, check: notify.Check) -> None:
+    def post(self, job, check: messages.Check) -> None:
         """Queue what this stored check calls for; returns at once and never raises for a
         notification's sake (a failure becomes the job's notice)."""
         if self._notices is not None:
             raise RuntimeError("Outbox.post() after close()")
         try:
-            urls = notify.urls_for(job)
-            messages = notify.messages_for(job, check) if urls else ()  # no diff for nobody
+            urls = messages.urls_for(job)
+            outgoing = messages.messages_for(job, check) if urls else ()  # no diff for nobody
         except Exception as exc:  # a bug here must not stop the run's other targets
             logger.exception("%s: notifications failed", job.name)
             with self._lock:
                 self._record_failure(job.name, log.redact(str(exc) or type(exc).__name__), -1)
             return
-        for message in messages:
+        for message in outgoing:
             for url in urls:
                 self._put(_Delivery(job.name, url, message))
 
@@ -154,11 +154,11 @@ class Outbox:
                 outcome, reason = self._attempt(delivery)
             except Exception as exc:  # never lose a worker: the pool would shrink for the run
                 logger.exception("%s: notification failed", delivery.job)
-                outcome, reason = "failed", f"{notify.service_name(delivery.url)}: {log.redact(str(exc))}"
+                outcome, reason = "failed", f"{messages.service_name(delivery.url)}: {log.redact(str(exc))}"
             self._finish(key, delivery, outcome, reason)
 
     def _attempt(self, delivery: _Delivery) -> tuple[str, str | None]:
-        service = notify.service_name(delivery.url)
+        service = messages.service_name(delivery.url)
         with self._lock:
             if self._notices is not None:  # closed: close() has counted it
                 return "not sent", None
@@ -216,18 +216,18 @@ class Outbox:
                          self._counts["sent"], self._counts["failed"], unsent, time.monotonic() - self._started)
 
 
-def _deliver_within(url: str, message: notify.Message, limit: float) -> tuple[str | None, bool]:
-    """notify.deliver() with its socket timeouts capped at `limit`, on a thread of its own that
+def _deliver_within(url: str, message: messages.Message, limit: float) -> tuple[str | None, bool]:
+    """messages.deliver() with its socket timeouts capped at `limit`, on a thread of its own that
     is waited for `limit` at most (and a little slack for the socket timeouts to act). Returns
     (reason or None, finished): a thread still running then is abandoned."""
     outcome: list[str | None] = []
-    sender = threading.Thread(target=lambda: outcome.append(notify.deliver(url, message, limit)),
+    sender = threading.Thread(target=lambda: outcome.append(messages.deliver(url, message, limit)),
                               name="notify-send", daemon=True)
     sender.start()
     sender.join(limit + HARD_STOP_SLACK)
     if sender.is_alive():
-        logger.debug("gave up waiting for %s after %.1f s; its thread is abandoned", notify.service_name(url), limit)
-        return f"{notify.service_name(url)}: no answer within {limit:.3g} s", False
+        logger.debug("gave up waiting for %s after %.1f s; its thread is abandoned", messages.service_name(url), limit)
+        return f"{messages.service_name(url)}: no answer within {limit:.3g} s", False
     if not outcome:  # deliver() catches every Exception; this was something else
-        return f"{notify.service_name(url)}: sending failed (see log)", True
+        return f"{messages.service_name(url)}: sending failed (see log)", True
     return outcome[0], True

@@ -10,7 +10,7 @@ under its key, and that retry is not a second failure.
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.platform.db import storable, transaction
+from shared.core.db import storable, transaction
 
 MIGRATIONS = [
     """
@@ -42,6 +42,8 @@ MIGRATIONS = [
     CREATE INDEX refresh_runs_job_started ON refresh_runs (job_id, started_at);
     """,
 ]
+FIRST_VERSION = 4  # the one schema's versions 1-3 are the scrape tables'
+PRIVILEGES = {"refresh_jobs": ("SELECT", "INSERT", "UPDATE"), "refresh_runs": ("SELECT", "INSERT", "UPDATE")}
 
 
 @dataclass(frozen=True)

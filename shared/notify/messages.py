@@ -17,7 +17,7 @@ success for recoveries, info for changes.
 
 A notification that fails is logged and reported in the check's result line; the check
 itself is already stored. Apprise is imported only when something is sent (cold starts).
-A run sends through shared/report/outbox.py (a small pool, a timeout per message, nothing
+A run sends through shared/notify/outbox.py (a small pool, a timeout per message, nothing
 past the run's deadline); `deliver()` below sends one message to one URL.
 
 Secrets: message texts are redacted before anything trims them (the diff, Apprise's own
@@ -32,8 +32,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit
 
-from shared.platform import log
-from shared.report import diff
+from shared.core import log
+from shared.core.result import SUCCESSES
+from shared.notify import diff
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ CONTEXT_LINES = 2  # unchanged lines shown around each change
 MAX_DIFF_INPUT_LINES = 2000  # changed lines compared, per side: bounds the diff's time
 
 
-SUCCESSES = ("new", "unchanged", "changed", "ok")  # outcomes that end a failure streak
 # Apprise's notification types (apprise.NotifyType values), named here so that building a
 # message never imports Apprise.
 INFO, SUCCESS, FAILURE = "info", "success", "failure"
@@ -109,7 +109,13 @@ def global_urls() -> tuple[str, ...]:
 
 
 def urls_for(job) -> tuple[str, ...]:
-    return job.notify if job.notify is not None else global_urls()
+    """Where the job's messages go. Their secrets are registered here too, where they are used,
+    whoever built the job (the jobs file registers them as it builds one)."""
+    if job.notify is None:
+        return global_urls()
+    for url in job.notify:
+        register_secrets(url)
+    return job.notify
 
 
 def messages_for(job, check: Check) -> list[Message]:
@@ -198,16 +204,6 @@ def service_name(url: str) -> str:
     return f"{parts.scheme}://{host}"
 
 
-def after_check(job, check: Check) -> str | None:
-    """Send what one stored check calls for, and wait for it (within the per-message timeout).
-    Returns None, or why a notification failed. A run uses an Outbox instead."""
-    from shared.report.outbox import Outbox
-
-    with Outbox(None) as outbox:
-        outbox.post(job, check)
-        return outbox.close().get(job.name)
-
-
 class _AppriseRecords(logging.Filter):
     """Redacts Apprise's own log records where they are made, before any handler (ours, Lambda's,
     Apprise's capture of a call's logs) sees them. Our handlers redact registered secrets too;
@@ -244,7 +240,7 @@ class _AppriseRecords(logging.Filter):
 
 def _install_log_filter() -> None:
     """Apprise logs on the "apprise" logger (no handler of its own but a NullHandler; its records
-    propagate to the root logger, whose handlers shared/platform/log.py makes redact)."""
+    propagate to the root logger, whose handlers shared/core/log.py makes redact)."""
     apprise_logger = logging.getLogger("apprise")
     if not any(isinstance(f, _AppriseRecords) for f in apprise_logger.filters):
         apprise_logger.addFilter(_AppriseRecords())

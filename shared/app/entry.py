@@ -4,7 +4,7 @@
                            def main(argv=None): return entry.command_line("scrape", argv)
 
 The command line (Heroku Scheduler, a terminal) and Lambda differ only in how a request
-arrives (argv, or an event: shared/platform/events.py) and how results leave (lines on
+arrives (argv, or an event: shared/app/events.py) and how results leave (lines on
 stdout and an exit code, or one log record per result and an exception when the run must be
 retried). Deadlines, secrets, logging and exit codes are written here once, and `JobError`
 is caught here once.
@@ -16,10 +16,11 @@ import sys
 import time
 from collections.abc import Callable
 
-from shared import config, errors, kinds
-from shared.errors import ConfigError, JobError
-from shared.platform import events, log, secrets, shard
-from shared.result import INVALID, Result, exit_code
+from shared.app import config, events, kinds, schema
+from shared.core import errors, log, secrets, shard
+from shared.core.errors import ConfigError, JobError
+from shared.core.kind import Kind, Run
+from shared.core.result import INVALID, Result, exit_code
 
 logger = logging.getLogger("run")
 
@@ -37,13 +38,17 @@ class RunFailed(JobError):
 
 # --- the run, whatever the platform -------------------------------------------------------
 
-def run_request(kind: kinds.Kind, request: events.Request, deadline: float | None) -> list[Result]:
-    """The jobs the request names, run: one Result per job, the unusable ones as `invalid`."""
+def run_request(kind: Kind, request: events.Request, deadline: float | None,
+                options: dict[str, str] | None = None) -> list[Result]:
+    """The jobs the request names, run: one Result per job, the unusable ones as `invalid`.
+    `options`: the kind's command-line options that were given, by name."""
     jobs, invalid = resolve(kind, request)
-    return invalid + (kind.run(jobs, request.run_key, deadline) if jobs else [])
+    if not jobs:
+        return invalid
+    return invalid + kind.run(jobs, Run(request.run_key, deadline, options or {}, prepare=schema.ensure))
 
 
-def resolve(kind: kinds.Kind, request: events.Request) -> tuple[list, list[Result]]:
+def resolve(kind: Kind, request: events.Request) -> tuple[list, list[Result]]:
     """Build the jobs of a request. A job whose configuration is wrong (an unset ${VAR}, a bad
     key) becomes an `invalid` result, and the others still run; a wrong request (an unknown
     job name, an ad-hoc URL for a kind without them) is a ConfigError."""
@@ -70,7 +75,7 @@ def resolve(kind: kinds.Kind, request: events.Request) -> tuple[list, list[Resul
     return jobs, invalid
 
 
-def _nothing_to_run(kind: kinds.Kind, source: str) -> str:
+def _nothing_to_run(kind: Kind, source: str) -> str:
     if not config.has_jobs_file() and not os.environ.get("JOBS_FILE"):
         where = f"no jobs file at {config.jobs_file_path()} (set JOBS_FILE or JOBS_TOML)"
     else:
@@ -80,7 +85,7 @@ def _nothing_to_run(kind: kinds.Kind, source: str) -> str:
     return f"nothing to run: {where}"
 
 
-def time_budget(kind: kinds.Kind, given: float | None = None) -> float | None:
+def time_budget(kind: Kind, given: float | None = None) -> float | None:
     """Seconds for the whole run: --time-budget, else $<KIND>_TIME_BUDGET, else HEROKU_BUDGET on a
     Heroku dyno ($DYNO), else none."""
     variable = f"{kind.name.upper()}_TIME_BUDGET"
@@ -116,22 +121,33 @@ def lambda_handler(command: str) -> Callable:
     """The Lambda handler of a kind's command."""
     def handler(event, context):
         return handle(command, event, context)
-    handler.__doc__ = f"Lambda handler of functions.{command}: see shared/platform/entry.py."
+    handler.__doc__ = f"Lambda handler of functions.{command}: see shared/app/entry.py."
     return handler
 
 
-def handle(command: str, event, context) -> dict:
+def lambda_call(body: Callable[[], object]):
+    """A Lambda handler's body with logging and secrets set up; a JobError is logged as its one
+    line, then raised (the invocation counts as an error)."""
     log.setup()
-    kind = kinds.by_command(command)
     try:
         secrets.load()
+        return body()
+    except JobError as exc:
+        logger.error("%s", log.redact(str(exc)))
+        raise
+
+
+def handle(command: str, event, context) -> dict:
+    kind = kinds.by_command(command)
+
+    def run_all() -> list[Result]:
         end = deadline(time_budget(kind), context)
         results = []
         for request in events.parse_all(event):  # one, or one per SQS record from the dispatcher
             results += run_request(kind, request, end)
-    except JobError as exc:
-        logger.error("%s", log.redact(str(exc)))
-        raise
+        return results
+
+    results = lambda_call(run_all)
     for result in results:
         _log_result(result)
     again = [r for r in results if r.retry or r.outcome == INVALID]
@@ -179,21 +195,19 @@ def command_line(command: str, argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", metavar="I/N", help="run only shard I of N of the jobs (stable by job name)")
     parser.add_argument("--time-budget", type=float, metavar="SECONDS",
                         help=f"bound the whole run (default ${kind.name.upper()}_TIME_BUDGET)")
-    for flag, variable in kind.options.items():
-        parser.add_argument(flag, metavar="VALUE", help=f"overrides ${variable}")
+    for option in kind.options:
+        parser.add_argument(option.flag, metavar="VALUE", help=option.help)
     args = parser.parse_args(argv)
 
     def body() -> int:
-        for flag, variable in kind.options.items():
-            value = getattr(args, flag.lstrip("-").replace("-", "_"))
-            if value is not None:
-                os.environ[variable] = value
+        options = {option.name: events.argument(getattr(args, option.name), option.flag) for option in kind.options
+                   if getattr(args, option.name) is not None}
         name = events.argument(getattr(args, "name", None), "--name")
         request = events.Request(jobs=[events.argument(job, "--job") for job in args.job] if args.job else None,
                                  url=events.argument(getattr(args, "url", None), "--url"), name=name,
                                  run_key=events.argument(args.run_key, "--run-key"),
                                  shard=shard.parse(args.shard) if args.shard else None)
-        results = run_request(kind, request, deadline(time_budget(kind, args.time_budget)))
+        results = run_request(kind, request, deadline(time_budget(kind, args.time_budget)), options)
         for result in results:
             if result.outcome == INVALID:  # the reason names file, job and key
                 print(f"error: {log.redact(result.reason)}", file=sys.stderr)

@@ -1,5 +1,5 @@
 """The history report rendered: `text()` for a terminal, `html()` as one self-contained page
-(inline CSS, SVG timelines, no network, fits a phone's width). shared/report/history.py reads
+(inline CSS, SVG timelines, no network, fits a phone's width). shared/app/report/model.py reads
 what they show.
 
 The page's size is bounded whatever the history's length: a timeline draws at most
@@ -10,8 +10,8 @@ import html as html_escape
 import math
 from datetime import datetime, timedelta, timezone
 
-from shared.report import history
-from shared.report.history import Day, Gap, Refresh, RefreshDay, Report, Run, Target, Timeline
+from shared.app.report import model
+from shared.app.report.model import Day, Gap, Refresh, RefreshDay, Report, Run, Target, Timeline
 
 
 def _when(moment: datetime | None) -> str:
@@ -90,7 +90,7 @@ def _cut(text: str, n: int) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
 
-def _forecast(db: history.Database) -> str:
+def _forecast(db: model.Database) -> str:
     if db.growth_per_day is None:
         return "growth: not enough history yet for a forecast (a day at least)"
     line = f"growth: {_size(db.growth_per_day)} a day (over the last {db.growth_days:.1f} days)"
@@ -390,7 +390,7 @@ def _versions_html(t: Target) -> str:
             body = "<p class=meta>no difference in the first characters compared</p>"
         else:
             more = f"\n… {v.diff_cut} more lines" if v.diff_cut else ""
-            note = f" (on the first {history.VERSION_CHARS:,} characters)" if v.truncated else ""
+            note = f" (on the first {model.VERSION_CHARS:,} characters)" if v.truncated else ""
             body = (f"<details><summary>diff against the version before{note}</summary>"
                     f'<pre class="diff">{_diff_html(v.diff)}{more}</pre></details>')
         items.append(f"<li><p class=meta>{html_escape.escape(head)}</p>{body}</li>")
@@ -406,7 +406,7 @@ def _target_html(t: Target, i: int, report: Report) -> str:
     rows = "".join(  # end tags left out (valid HTML): a year of rows for 100 targets stays small
         f'<tr{" class=short" if d.missed else ""}><td>{_period(d)}<td>{d.checks}'
         f'<td>{d.changes}<td>{d.errors}<td>{"" if d.missed is None else d.missed}'
-        for d in history.periods(t.days, report.since, report.period_days))
+        for d in model.periods(t.days, report.since, report.period_days))
     first = "day" if report.period_days == 1 else f"{report.period_days} days from"
     return f"""
 <section class="target{' healthy' if healthy else ''}" id="t{i}" data-target="{e(t.name)}">

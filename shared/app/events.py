@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared import config
-from shared.errors import EventError
+from shared.core.errors import EventError
+from shared.core.names import NAME_RULE, valid_name
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Request:
     run_key: str | None = None
     schedule: str | None = None  # dispatcher: the jobs whose AWS schedule expression this is
     shard: tuple[int, int] | None = None  # (I, N): only shard I of N of the jobs (command line)
+    kind: str | None = None  # dispatcher: the kind whose jobs it shards
 
 
 PLACEHOLDER_PREFIX = "<aws.scheduler."
@@ -96,10 +97,10 @@ def parse(event) -> Request:
     if schedule is not None and not isinstance(schedule, str):
         raise EventError("event 'schedule' must be a schedule expression such as rate(10 minutes)")
     name = _text(event.get("name"), "name")
-    if name is not None and not config.valid_name(name):
-        raise EventError(f"event 'name' {config.NAME_RULE}")
+    if name is not None and not valid_name(name):
+        raise EventError(f"event 'name' {NAME_RULE}")
     return Request(jobs=jobs, url=url, name=name, run_key=run_key,
-                   schedule=_text(schedule, "schedule"))
+                   schedule=_text(schedule, "schedule"), kind=_text(event.get("kind"), "kind"))
 
 
 def _text(value, key: str, default=None, what: str | None = None):

@@ -1,6 +1,6 @@
 """The jobs file: one TOML file describing every job, one table per job.
 
-    [[scrape]]                 # the section names the job's kind (shared/kinds.py)
+    [[scrape]]                 # the section names the job's kind (shared/app/kinds.py)
     name = "council-agenda"
     url = "https://example.org/agenda"
 
@@ -17,19 +17,13 @@ import tomllib
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from shared.errors import ConfigError
-from shared.platform import log, schedule
+from shared.core import keys, log, schedule
+from shared.core.errors import ConfigError
+from shared.core.names import NAME_RULE, valid_name
+from shared.notify import messages
 
 DEFAULT_JOBS_FILE = "jobs.toml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-NAME_RULE = "may use letters, digits, '_', '.', '-' (up to 100)"
-
-
-def valid_name(name) -> bool:
-    """Whether `name` can name a job: one line of safe characters (fullmatch: `$` would let a
-    trailing newline through, and a result line must stay one line)."""
-    return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -57,7 +51,7 @@ def has_jobs_file() -> bool:
 
 def entries(path: Path | None = None) -> list[Entry]:
     """Every job of the jobs file, unbuilt, after the checks that concern the whole file."""
-    from shared.kinds import KINDS
+    from shared.app.kinds import KINDS
 
     data, source = _read_toml(path)
     found = []
@@ -102,9 +96,11 @@ def _read_toml(path: Path | None) -> tuple[dict, str]:
 
 
 def build(entry: Entry):
-    """The job dataclass of one entry: `${VAR}`s expanded (what they bring in is registered as a
-    secret), keys and values checked. ConfigError names the file, job and key."""
-    from shared.kinds import KINDS
+    """The job dataclass of one entry: `${VAR}`s expanded, keys and values checked. Every secret
+    it holds is registered for redaction here, not by the dataclass: what a ${VAR} brings in (as
+    it is expanded), then what the job's `secrets()` names and its notification URLs' tokens.
+    ConfigError names the file, job and key."""
+    from shared.app.kinds import KINDS
 
     cls = KINDS[entry.kind].job
     known = {f.name: f for f in fields(cls)}
@@ -115,7 +111,7 @@ def build(entry: Entry):
         for key, spec in known.items():
             if key not in entry.table and spec.default is MISSING and spec.default_factory is MISSING:
                 raise ValueError(f"missing required key {key!r}")
-        return cls(**{key: _expand(value, key) for key, value in entry.table.items()})
+        job = cls(**keys.as_tuples(cls, {key: _expand(value, key) for key, value in entry.table.items()}))
     except (TypeError, ValueError) as exc:
         message = str(exc)
         if entry.variables:  # a job from the environment: name the variables, not keys
@@ -123,11 +119,17 @@ def build(entry: Entry):
         for key, var in entry.variables:
             message = message.replace(f"key {key!r}", f"variable {var}").replace(f"{key} ", f"{var} ", 1)
         raise ConfigError(f"{entry.where}: {message}") from None
+    for secret in job.secrets():
+        log.add_secret(secret)
+    for url in job.notify or ():
+        messages.register_secrets(url)
+    return job
 
 
 def _expand(value, key: str):
     """Replace ${VAR} in strings, and in lists of strings, with the environment's value. What a
-    ${VAR} brings in is treated as a secret: that is what the syntax is for."""
+    ${VAR} brings in is a secret (that is what the syntax is for): registered for redaction as
+    it is expanded."""
     if isinstance(value, list):
         return [_expand(item, key) for item in value]
     if not isinstance(value, str):
@@ -137,7 +139,7 @@ def _expand(value, key: str):
         var = match.group(1)
         if var not in os.environ:
             raise ValueError(f"key {key!r} uses ${{{var}}}, which is not set in the environment")
-        log.add_secret(os.environ[var])
+        log.add_secret(os.environ[var])  # before the job's own checks, which may show what it holds
         return os.environ[var]
 
     return _ENV_REF.sub(lookup, value)
@@ -176,12 +178,15 @@ def kind_entries(kind) -> tuple[list[Entry], str]:
 def schedules(path: Path | None = None) -> list[tuple[str, str, schedule.Schedule]]:
     """[(kind, job name, Schedule)] from the jobs file, for deploy tools: reads only names and
     schedule keys, so the secrets that ${VAR}s name need not be set on the deploying machine."""
+    from shared.app.kinds import KINDS
+
     found = []
     for entry in entries(path):
         table = entry.table
         try:
             found.append((entry.kind, entry.name,
-                          schedule.parse(table.get("every"), table.get("at"), table.get("cron"), entry.kind)))
+                          schedule.parse(table.get("every"), table.get("at"), table.get("cron"),
+                                                        KINDS[entry.kind].default_every)))
         except schedule.ScheduleError as exc:
             raise ConfigError(f"{entry.where}: {exc}") from None
     return found
@@ -189,4 +194,6 @@ def schedules(path: Path | None = None) -> list[tuple[str, str, schedule.Schedul
 
 def schedule_of(job, kind: str) -> schedule.Schedule:
     """When `job` runs (its every/at/cron keys, or its kind's default)."""
-    return schedule.parse(job.every, job.at, job.cron, kind)
+    from shared.app.kinds import KINDS
+
+    return schedule.parse(job.every, job.at, job.cron, KINDS[kind].default_every)

@@ -10,7 +10,9 @@ import time
 import weakref
 
 from requests.adapters import HTTPAdapter
-from urllib3 import connection as u3_connection, connectionpool as u3_pool, poolmanager as u3_poolmanager
+from urllib3 import connection as u3_connection
+from urllib3 import connectionpool as u3_pool
+from urllib3 import poolmanager as u3_poolmanager
 
 
 class Watchdog:

@@ -1,27 +1,30 @@
-"""The database schema: every concern's migrations, applied in one fixed order.
+"""The database schema: every kind's migrations, applied in the order of their versions.
 
-Each concern keeps its own DDL beside its SQL (shared/scrape/storage.py, shared/refresh/
-history.py); this list is the order they were added in, which is the schema's version. A new
-migration goes at the end.
+Each kind keeps its tables' DDL in its store.py and lists it on its `Kind` (versions numbered in
+one sequence across kinds: scrape's are 1-3, refresh's 4); the schema's version is the newest
+applied. A new migration takes the next free version, in its kind's store.py.
 
 Before a run writes anything, `ensure()` checks that it can: a schema newer than this code, a
 read-only database, a user without the privileges, or the seed article's own `scraps` table
-where our view goes (adopt it: shared/scrape/adopt.py) ends the run at once with one line and
-exit 2 (shared/platform/db.DatabaseRefused), before any page is fetched or CARTO is called.
+where our view goes (adopt it: shared/app/adopt.py) ends the run at once with one line and
+exit 2 (shared/core/db.DatabaseRefused), before any page is fetched or CARTO is called. The
+entry adapter hands `ensure` to each run as `Run.prepare`.
 """
 
-from shared.platform.db import DatabaseRefused, classify, transaction
-from shared.refresh import history
-from shared.scrape import storage
+from shared.app.kinds import KINDS
+from shared.core.db import DatabaseRefused, classify, transaction
+from shared.scrape import store as scrape_store
 
-MIGRATIONS = [
-    *storage.MIGRATIONS,  # 1-3: scrape targets, contents, check times, errors, validators
-    *history.MIGRATIONS,  # 4: refresh jobs and their runs
-]
-# The privileges a run needs on each table (error history is trimmed with DELETE).
-NEEDED = {table: ("SELECT", "INSERT", "UPDATE") for table in
-          ("scrape_targets", "scrape_contents", "scrape_seen", "refresh_jobs", "refresh_runs")}
-NEEDED["scrape_errors"] = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+def _migrations() -> list[str]:
+    found = sorted((m for kind in KINDS.values() for m in kind.migrations), key=lambda m: m.version)
+    if [m.version for m in found] != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migration versions must run 1..N without gaps: {[m.version for m in found]}")
+    return [m.sql for m in found]
+
+
+MIGRATIONS = _migrations()
+NEEDED = {table: privileges for kind in KINDS.values() for table, privileges in kind.privileges.items()}
 
 # Which of (table, privilege) the current user lacks.
 CANNOT = """
@@ -98,15 +101,15 @@ def _refuse_foreign_scraps(con) -> None:
     """The seed article's readers have its `scraps` table (its SQL, verbatim) in the database they
     point us at: say what is there and how to adopt it, rather than fail on `relation "scraps"
     already exists`."""
-    shape = storage.scraps_shape(con)
+    shape = scrape_store.scraps_shape(con)
     if shape is None:
         return
     if shape.is_seed:
-        rows, times = storage.seed_counts(con)
+        rows, times = scrape_store.seed_counts(con)
         raise DatabaseRefused(
             f"the database holds the seed article's table scraps ({rows:,} rows, {times:,} check times) where this"
             " project keeps its history: adopt it into a [[scrape]] job with `python -m functions.migrate"
-            f" --adopt-seed NAME` (the table is kept, renamed {storage.SEED_KEPT})")
+            f" --adopt-seed NAME` (the table is kept, renamed {scrape_store.SEED_KEPT})")
     raise DatabaseRefused(
         f"the database has a {shape.kind} named scraps ({', '.join(shape.columns)}) that is not this project's:"
         " rename it, or point DATABASE_URL at another database")

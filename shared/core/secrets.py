@@ -8,7 +8,7 @@ of the code looks. Heroku and local runs have no SECRETS_SSM_PATH and skip this 
 
 import os
 
-from shared.platform import log
+from shared.core import log
 
 _loaded = False
 

@@ -5,11 +5,11 @@ breakdown, per target) and per bucket of the timeline, last check, last change, 
 error streak, gaps in the schedule and the newest versions with their diffs. Per refresh job:
 runs, failed runs and missed runs per day and bucket, durations, the last success, the failure
 streak and gaps. Then the database's rows, size and growth against the plan's limit. This
-module reads the report; shared/report/render.py renders it as text or HTML.
+module reads the report; shared/app/report/render.py renders it as text or HTML.
 
 PostgreSQL does the counting: a year of 10-minute checks is 52,560 check times per target, and
 the report never brings them into Python. Check times are stored in sorted segments of 200
-(shared/scrape/storage.py), so most of the work is per segment: checks per bucket by binary
+(shared/scrape/store.py), so most of the work is per segment: checks per bucket by binary
 search in a segment (width_bucket), changes where the content differs from the segment before,
 gaps from the pauses inside segments. Only segments that overlap another content's (a page
 flipping back and forth between versions) are taken apart check by check.
@@ -23,8 +23,8 @@ import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from shared.errors import ConfigError
-from shared.report import diff
+from shared.core.errors import ConfigError
+from shared.notify import diff
 
 DEFAULT_DAYS = 14
 MAX_DAYS = 3660  # ten years: --days beyond that is a typo
@@ -409,8 +409,8 @@ def database_failure(exc: Exception, doing: str) -> Exception:
     """What a command ends with when the database answered `doing` with an error: one line
     (db.classify: refused, unavailable, or failed work naming its SQLSTATE), never a traceback;
     anything else is returned as it is (a bug keeps its traceback)."""
-    from shared.errors import JobError
-    from shared.platform import db
+    from shared.core import db
+    from shared.core.errors import JobError
 
     return exc if isinstance(exc, JobError) else db.classify(exc, doing)
 
@@ -439,7 +439,7 @@ def build(con, schedules: dict[tuple[str, str], str | None], now: datetime | Non
           note: str | None = None) -> Report:
     """Read the report from the database. `schedules` maps (kind, job name) to the job's `every`
     ("10m", "1h", "1d"; None for cron); jobs not in it get no missed-run counts."""
-    from shared.platform.db import transaction
+    from shared.core.db import transaction
 
     now = now or datetime.now(timezone.utc)
     since = datetime.combine(now.date() - timedelta(days=days - 1), datetime.min.time(), timezone.utc)
@@ -461,7 +461,7 @@ def _limits(schedules, kind: str) -> str:
     """The gap limit (seconds) of each job of `kind` with an `every`, as JSON for the queries."""
     import json
 
-    from shared.platform.schedule import EVERY
+    from shared.core.schedule import EVERY
 
     return json.dumps({name: EVERY[every] * GAP_FACTOR for (k, name), every in schedules.items()
                        if k == kind and every in EVERY})
@@ -473,7 +473,7 @@ def _timeline(since: datetime, now: datetime, bucket: int, names: tuple[str, ...
 
 
 def _targets(con, schedules, since: datetime, now: datetime, bucket: int) -> list[Target]:
-    from shared.platform.schedule import EVERY
+    from shared.core.schedule import EVERY
 
     rows = con.run(TARGETS, n=VERSIONS)
     timelines = {row[0]: _timeline(since, now, bucket, ("checks", "changes", "errors")) for row in rows}
@@ -537,7 +537,7 @@ def _diff(before: str, after: str) -> tuple[list[str], int]:
 
 
 def _refreshes(con, schedules, since: datetime, now: datetime, bucket: int, period: int) -> list[Refresh]:
-    from shared.platform.schedule import EVERY
+    from shared.core.schedule import EVERY
 
     days: dict[int, dict[date, RefreshDay]] = {}
     periods: dict[int, dict[int, RefreshDay]] = {}

@@ -7,10 +7,14 @@ if any failed, else 0.
 
 from dataclasses import dataclass
 
-from shared import errors
+from shared.core import errors
 
-# Outcomes every kind may report; a kind adds its own successes (scrape: new, unchanged,
-# changed; refresh: ok).
+# Every outcome a result may have.
+NEW = "new"  # scrape: a target's first check
+UNCHANGED = "unchanged"  # scrape: the same content as last time (a 304 included)
+CHANGED = "changed"  # scrape: new content
+OK = "ok"  # refresh: the statement ran
+SUCCESSES = (NEW, UNCHANGED, CHANGED, OK)  # outcomes that end a failure streak
 DUPLICATE = "duplicate"  # this scheduled run was already done: nothing was repeated
 ERROR = "error"  # the job ran and failed (a page, CARTO, the database)
 SKIPPED = "skipped"  # not started: the run's time ran out

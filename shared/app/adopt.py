@@ -5,7 +5,7 @@ other tool saw, so the next check is `unchanged` or `changed` against the conten
 Each adoption is one transaction, and running it again does nothing.
 
 - The seed's table (`python -m functions.migrate --adopt-seed NAME`): renamed aside to
-  storage.SEED_KEPT (never dropped, never changed), our schema created in its place, and every
+  store.SEED_KEPT (never dropped, never changed), our schema created in its place, and every
   row and check time copied into target NAME, keeping the rows' ids, so the seed's own queries
   (its breakdown query, `SELECT id, body FROM scraps`) print what they printed before. Only
   `hash` differs: ours is sha256, the seed's sha1 (its values stay in the kept table).
@@ -21,11 +21,12 @@ import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from shared.errors import ConfigError
-from shared.platform import log, schema
-from shared.platform.db import DatabaseRefused, DatabaseUnavailable, classify, sqlstate, storable, transaction
-from shared.scrape import filters, storage
-from shared.scrape.storage import SEED_KEPT, SEGMENT_SIZE
+from shared.app import schema
+from shared.core import log
+from shared.core.db import DatabaseRefused, DatabaseUnavailable, classify, sqlstate, storable, transaction
+from shared.core.errors import ConfigError
+from shared.scrape import filters, store
+from shared.scrape.store import SEED_KEPT, SEGMENT_SIZE
 
 IMPORTED_FILTERS = "imported"  # a target's filter fingerprint after an import: never a job's
 
@@ -63,7 +64,7 @@ def adopt_seed(con, job) -> Adopted:
 
 def _adopt_seed(con, job) -> Adopted:
     schema.lock(con)  # no migration, run or other adoption meanwhile creates the schema
-    shape = storage.scraps_shape(con)
+    shape = store.scraps_shape(con)
     kept = con.run("SELECT to_regclass(:t) IS NOT NULL", t=SEED_KEPT)[0][0]
     if shape is None or not shape.is_seed:
         if kept and shape is not None and shape.kind == "view":

@@ -9,7 +9,7 @@ AWS dispatcher (one queue message per shard).
 import hashlib
 import re
 
-from shared.errors import ConfigError
+from shared.core.errors import ConfigError
 
 
 class ShardError(ConfigError):

@@ -12,14 +12,15 @@ import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from shared.platform import log
-from shared.platform.db import storable, transaction
+from shared.core import log
+from shared.core.db import storable, transaction
 
 SEGMENT_SIZE = 200  # timestamps per segment: 1.6 kB, small enough to stay out of TOAST
 RECENT_KEYS = 300  # run keys remembered per target: over two days of 10-minute runs
 ERROR_HISTORY = 2000  # failed checks remembered per target (for the report): two weeks of 10-minute runs
 
-# This concern's schema changes, in order; shared/platform/schema.py applies them.
+# The scrape tables' schema changes, versions 1-3 of the one schema (shared/app/schema.py applies
+# every kind's in the order of their versions).
 MIGRATIONS = [
     # 1: targets, contents, segmented check times, and the seed-shaped view.
     """
@@ -86,6 +87,10 @@ MIGRATIONS = [
     ALTER TABLE scrape_targets ADD COLUMN etag text, ADD COLUMN last_modified text;
     """,
 ]
+FIRST_VERSION = 1
+# What a run needs on each table (error history is trimmed with DELETE).
+PRIVILEGES = {"scrape_targets": ("SELECT", "INSERT", "UPDATE"), "scrape_contents": ("SELECT", "INSERT", "UPDATE"),
+              "scrape_seen": ("SELECT", "INSERT", "UPDATE"), "scrape_errors": ("SELECT", "INSERT", "UPDATE", "DELETE")}
 
 
 @dataclass(frozen=True)

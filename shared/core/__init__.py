@@ -1,0 +1,1 @@
+"""The base layer: imports nothing else of shared/."""

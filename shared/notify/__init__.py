@@ -1,0 +1,1 @@
+"""Notifications: messages, the outbox that sends them, the one bounded diff."""
