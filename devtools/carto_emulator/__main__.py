@@ -28,8 +28,11 @@ def main(argv=None) -> int:
                              v3_sync_limit=args.v3_sync_limit, port=args.port)
     emulator.start()
     print(f"CARTO SQL API emulator: {emulator.sql_url(args.user)} (Ctrl-C stops it)")
+    print(f"  user {args.user}, API key {args.api_key}: a [[refresh]] job for it:")
+    print(f'  [[refresh]]\n  name = "local"\n  sql_api_url = "{emulator.sql_url(args.user)}"\n'
+          f'  api_key = "{args.api_key}"', flush=True)
     if args.v3_token:
-        print(f"CARTO 3: {emulator.base_url} (connection: any name)")
+        print(f"CARTO 3: {emulator.base_url} (connection: any name, access token {args.v3_token})", flush=True)
     try:
         while True:
             time.sleep(3600)
