@@ -113,11 +113,11 @@ def build(entry: Entry):
                 raise ValueError(f"missing required key {key!r}")
         job = cls(**keys.as_tuples(cls, {key: _expand(value, key) for key, value in entry.table.items()}))
     except (TypeError, ValueError) as exc:
-        message = str(exc)
-        if entry.variables:  # a job from the environment: name the variables, not keys
-            message = message.replace('; write it as "${VAR}" to keep it out of the file', "")
-        for key, var in entry.variables:
-            message = message.replace(f"key {key!r}", f"variable {var}").replace(f"{key} ", f"{var} ", 1)
+        variables = dict(entry.variables)
+        if isinstance(exc, keys.KeyProblem) and exc.key in variables:  # a job from the environment
+            message = exc.render(f"variable {variables[exc.key]}", with_hint=False)
+        else:
+            message = str(exc)
         raise ConfigError(f"{entry.where}: {message}") from None
     for secret in job.secrets():
         log.add_secret(secret)

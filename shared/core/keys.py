@@ -26,6 +26,20 @@ def as_tuples(cls, table: dict) -> dict:
     return converted
 
 
+class KeyProblem(ValueError):
+    """A key's value is wrong. `text` names the key as `{key}`, so the jobs file can call it by
+    the name its writer used: `key 'api_key'` in a file, `variable CARTO_API_KEY` for a job read
+    from the environment. `hint` is advice that only makes sense in a file."""
+
+    def __init__(self, key: str, text: str, hint: str | None = None):
+        self.key, self.text, self.hint = key, text, hint
+        super().__init__(self.render(f"key {key!r}"))
+
+    def render(self, name: str, with_hint: bool = True) -> str:
+        # replace, not format: the text may quote a value holding braces; {key} comes first
+        return self.text.replace("{key}", name, 1) + (f" ({self.hint})" if self.hint and with_hint else "")
+
+
 def check_type(job, key: str, kind) -> None:
     value = getattr(job, key)
     kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -45,9 +59,9 @@ def check_url(job, key: str) -> None:
     """An http(s) endpoint with no query string: keys never travel in URLs."""
     value = getattr(job, key)
     if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError(f"{key} {value!r} must be an http:// or https:// address")
+        raise KeyProblem(key, "{key} " + f"{value!r} must be an http:// or https:// address")
     if "?" in value or "#" in value or "api_key" in value:
-        raise ValueError(f"{key} must be a plain endpoint: no query string (the API key goes in 'api_key')")
+        raise KeyProblem(key, "{key} must be a plain endpoint: no query string (the API key goes in 'api_key')")
 
 
 def check_common(job, default_every: str) -> None:

@@ -78,7 +78,8 @@ class RefreshJob:
             raise ValueError(f"key 'database_url' is for mode 'postgres', not mode {self.mode!r}")
         if not self.api_key:
             what = "the API key" if self.mode == "carto" else "the access token"
-            raise ValueError(f"missing required key 'api_key' ({what}; write it as \"${{VAR}}\" to keep it out of the file)")
+            raise keys.KeyProblem("api_key", "missing required {key} " + f"({what})",
+                                  hint='write it as "${VAR}" to keep it out of the file')
         if self.mode == "carto3":
             if not self.base_url or not self.connection:
                 raise ValueError("mode 'carto3' needs keys 'base_url' and 'connection'")
@@ -87,10 +88,10 @@ class RefreshJob:
         if self.sql_api_url is not None:
             keys.check_url(self, "sql_api_url")
         if self.username is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", self.username):
-            raise ValueError(f"username {self.username!r} is not a CARTO user name")
+            raise keys.KeyProblem("username", "{key} " + f"{self.username!r} is not a CARTO user name")
         if not self.carto_user():
-            raise ValueError("missing required key 'username' (the CARTO user: it names the endpoint"
-                             " and signs Batch API polls)")
+            raise keys.KeyProblem("username", "missing required {key} (the CARTO user: it names the endpoint"
+                                  " and signs Batch API polls)")
 
     def secrets(self) -> tuple[str, ...]:
         """The API key and a password in database_url: never shown, wherever they came from."""
