@@ -20,7 +20,6 @@ from pathlib import Path
 from shared.core import keys, log, schedule
 from shared.core.errors import ConfigError
 from shared.core.names import NAME_RULE, valid_name
-from shared.notify import messages
 
 DEFAULT_JOBS_FILE = "jobs.toml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -121,8 +120,11 @@ def build(entry: Entry):
         raise ConfigError(f"{entry.where}: {message}") from None
     for secret in job.secrets():
         log.add_secret(secret)
-    for url in job.notify or ():
-        messages.register_secrets(url)
+    if job.notify:
+        from shared.notify import messages  # only jobs with channels of their own pay for it
+
+        for url in job.notify:
+            messages.register_secrets(url)
     return job
 
 
