@@ -95,8 +95,8 @@ def test_the_example_jobs_file_plans_for_aws_with_nothing_set(monkeypatch):
     assert config.schedules() and sum(p.reserved.values()) == 2
 
 
-def test_the_readmes_one_line_jobs_toml_works_as_pasted(monkeypatch):
-    readme = (ROOT / "README.md").read_text()
+def test_the_deploy_guides_one_line_jobs_toml_works_as_pasted(monkeypatch):
+    readme = (ROOT / "docs" / "deploy.md").read_text()
     example = readme.split("which works as pasted:\n\n```toml\n", 1)[1].split("\n```", 1)[0]
     monkeypatch.setenv("JOBS_TOML", example)
     jobs, invalid = entry.resolve(KINDS["scrape"], events.Request())
