@@ -181,6 +181,7 @@ def test_feed_alone_on_stdout_with_its_self_link(database_url, db, pages, capsys
     (["--feed-url", "https://example.org/f.xml"], "--feed-url goes with --feed"),
     (["--feed", "-", "--feed-url", "ftp://example.org/f.xml"], "--feed-url must be the feed's public http(s) URL"),
     (["--feed", "-", "--feed-url", "https://example.org/a b"], "--feed-url must be the feed's public http(s) URL"),
+    (["--feed", "-", "--feed-url", "https://example.org/\u00e9"], "--feed-url must be the feed's public http(s) URL"),
 ])
 def test_bad_feed_options_are_one_line_and_exit_2(argv, message, capsys):
     assert report_fn.main(argv) == 2
@@ -282,14 +283,17 @@ def test_the_feed_is_bounded_with_many_changes(database_url, db):
     assert len(entries(atom(feed.build(db, 14, now=now + timedelta(days=1))))) == feed.MAX_ENTRIES
 
 
-def test_changes_before_the_period_are_left_out(database_url, db):
+def test_changes_before_the_period_are_left_out_and_a_page_flipping_back_is_each_time_an_entry(database_url, db):
     schema.ensure(db)
     start = datetime(2026, 3, 1, 12, tzinfo=UTC)
-    for day, body in enumerate(["a", "b", "c", "d"]):
+    for day, body in enumerate(["a", "b", "a", "b", "b"]):  # the checks of a and of b overlap in time
         store.record_check(db, "daily", "http://127.0.0.1/d", body, start + timedelta(days=day))
-    now = start + timedelta(days=3, hours=1)
-    assert [e["updated"].day for e in entries(atom(feed.build(db, 2, now=now)))] == [4, 3]
-    assert [e["updated"].day for e in entries(atom(feed.build(db, 14, now=now)))] == [4, 3, 2]
+    now = start + timedelta(days=4, hours=1)
+    assert [e["updated"].day for e in entries(atom(feed.build(db, 3, now=now)))] == [4, 3]
+    found = entries(atom(feed.build(db, 14, now=now)))  # entry ids unique, though b is new twice
+    assert [(e["updated"].day, e["content"].split("<pre>")[1]) for e in found] == [
+        (4, "--- before\n+++ after\n@@ -1 +1 @@\n-a\n+b</pre>"), (3, "--- before\n+++ after\n@@ -1 +1 @@\n-b\n+a</pre>"),
+        (2, "--- before\n+++ after\n@@ -1 +1 @@\n-a\n+b</pre>")]
 
 
 # Any character at all, the ones XML cannot carry (controls, lone surrogates, U+FFFE) more often.

@@ -44,7 +44,8 @@ ID_NAMESPACE = uuid.UUID("4a0c4d2e-8f3b-5b8e-9c61-2d7f1e0a9b35")
 
 # What XML 1.0 cannot carry (its Char production), and the C1 controls it only discourages.
 _NOT_XML = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-# What an IRI's characters may not be, %-encoded; '%' stays (a URL's own %-escapes).
+# What an href keeps as it is; the rest (spaces, quotes, '<', non-ASCII...) is %-encoded. '%'
+# stays: the URL's own escapes.
 _URL_SAFE = log.URL_SAFE + "#[]%"
 
 
@@ -61,15 +62,16 @@ def clean(text: str) -> str:
 
 
 def check_url(url: str) -> str:
-    """The feed's own public URL (--feed-url): an http(s) URL, or a ConfigError."""
+    """The feed's own public URL (--feed-url): an http(s) URL in printable ASCII (a host name
+    in its xn-- form, the path %-encoded), or a ConfigError."""
     try:
         parts = urlsplit(url)
     except ValueError:
         parts = None
     if (not parts or parts.scheme not in ("http", "https") or not parts.hostname or len(url) > URL_CHARS
-            or xml_text(url) != url or any(c.isspace() for c in url)):
-        raise ConfigError(f"--feed-url must be the feed's public http(s) URL (up to {URL_CHARS} characters),"
-                          f" not {log.redact(url)[:80]!r}")
+            or not url.isascii() or not url.isprintable() or " " in url):
+        raise ConfigError(f"--feed-url must be the feed's public http(s) URL, in ASCII without spaces (up to"
+                          f" {URL_CHARS} characters), not {log.redact(url)[:80]!r}")
     return url
 
 
