@@ -232,8 +232,9 @@ def run(url: str, folder: Path, args) -> None:
     env.pop("JOBS_TOML", None)
     html = str(folder / "report.html")
     cases = [("default (14 days)", ["--html", html]), ("--days 365", ["--days", "365", "--html", html]),
-             ("--days 365 --html -", ["--days", "365", "--html", "-"])]
-    print("| case | wall time (median, range) | peak RSS | HTML | text |")
+             ("--days 365 --html -", ["--days", "365", "--html", "-"]),
+             ("--feed - (14 days)", ["--feed", "-"]), ("--days 365 --feed -", ["--days", "365", "--feed", "-"])]
+    print("| case | wall time (median, range) | peak RSS | HTML (or feed) | text |")
     print("|---|---|---|---|---|")
     for label, case in cases:
         runs = [measure(case, env, folder) for _ in range(args.repeat)]

@@ -274,8 +274,8 @@ def test_a_user_who_cannot_write_ends_the_run_before_anything_is_fetched(databas
     db.run("REVOKE INSERT ON scrape_contents FROM PUBLIC")
     db.run("CREATE ROLE reader LOGIN")
     db.run("GRANT SELECT, UPDATE ON ALL TABLES IN SCHEMA public TO reader")
-    db.run("GRANT INSERT ON scrape_targets, scrape_seen, scrape_errors, refresh_jobs, refresh_runs TO reader")
-    db.run("GRANT DELETE ON scrape_errors TO reader")
+    db.run("GRANT INSERT ON scrape_targets, scrape_seen, scrape_errors, scrape_filter_edits, refresh_jobs, refresh_runs TO reader")
+    db.run("GRANT DELETE ON scrape_errors, scrape_filter_edits TO reader")
     db.run("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO reader")
     monkeypatch.setenv("DATABASE_URL", database_url.replace("postgresql://postgres@", "postgresql://reader@"))
     try:

@@ -1,7 +1,7 @@
 """The database schema: every kind's migrations, applied in the order of their versions.
 
 Each kind keeps its tables' DDL in its store.py and lists it on its `Kind` (versions numbered in
-one sequence across kinds: scrape's are 1-3, refresh's 4); the schema's version is the newest
+one sequence across kinds: scrape's are 1-3 and 5, refresh's 4); the schema's version is the newest
 applied. A new migration takes the next free version, in its kind's store.py.
 
 Before a run writes anything, `ensure()` checks that it can: a schema newer than this code, a

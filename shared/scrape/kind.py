@@ -26,7 +26,8 @@ KIND = Kind(
     # A 10-minute job must finish inside its window; 512 MB holds 48 parallel fetches.
     default_every=DEFAULT_EVERY, timeout=540, memory=512,
     run=_run, adhoc=_adhoc, shardable=True,
-    migrations=tuple(Migration(version, sql) for version, sql in enumerate(store.MIGRATIONS, store.FIRST_VERSION)),
+    migrations=tuple(Migration(version, sql) for version, sql in enumerate(store.MIGRATIONS, store.FIRST_VERSION))
+    + tuple(Migration(version, sql) for version, sql in store.LATER_MIGRATIONS.items()),
     privileges=store.PRIVILEGES,
     options=(Option("--concurrency", "parallel fetches, 1-500 (default $SCRAPE_CONCURRENCY, else 48)"),),
 )

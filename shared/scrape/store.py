@@ -88,9 +88,24 @@ MIGRATIONS = [
     """,
 ]
 FIRST_VERSION = 1
+# Later scrape migrations, each at the version it takes in the one schema (4 is refresh's).
+LATER_MIGRATIONS = {
+    5: """
+    -- The checks whose new content came from an edit of the job's filters, not from the page
+    -- (see `filters` above): not notified, and left out of the feed of changes. The newest
+    -- FILTER_EDIT_HISTORY are kept per target.
+    CREATE TABLE scrape_filter_edits (
+        target_id int NOT NULL REFERENCES scrape_targets ON DELETE CASCADE,
+        at        timestamptz NOT NULL,  -- the check's time, as in scrape_seen
+        PRIMARY KEY (target_id, at)
+    );
+    """,
+}
+FILTER_EDIT_HISTORY = 100  # filters are edited by hand: a hundred edits is years of them
 # What a run needs on each table (error history is trimmed with DELETE).
 PRIVILEGES = {"scrape_targets": ("SELECT", "INSERT", "UPDATE"), "scrape_contents": ("SELECT", "INSERT", "UPDATE"),
-              "scrape_seen": ("SELECT", "INSERT", "UPDATE"), "scrape_errors": ("SELECT", "INSERT", "UPDATE", "DELETE")}
+              "scrape_seen": ("SELECT", "INSERT", "UPDATE"), "scrape_errors": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+              "scrape_filter_edits": ("SELECT", "INSERT", "DELETE")}
 
 
 @dataclass(frozen=True)
@@ -159,7 +174,7 @@ def record_failure(con, name: str, url: str, error: str, at: datetime, key: str 
 
 def record_batch(con, checks: list[Check], key: str | None = None) -> list[Recorded | Failed | None]:
     """Store many checks (of distinct targets) in one transaction, in at most six round trips
-    whatever their number. Returns, per check: Recorded for a success (outcome "duplicate" if
+    whatever their number (seven when a job's filters were edited). Returns, per check: Recorded for a success (outcome "duplicate" if
     `key` was already recorded), Failed for a failure, None for an already recorded failure."""
     # Whatever a page or an event carried: no secret (a page may echo the URL a ${VAR} went
     # into), and text PostgreSQL can hold (no NUL, no lone surrogate) so it cannot fail a batch.
@@ -218,6 +233,10 @@ def _record_batch(con, checks: list[Check], key: str | None) -> list:
             results.append(Recorded(
                 outcome, content_id, previous_bodies.get(target.last_content_id) if outcome == "changed" else None,
                 c.filters is not None and target.filters != c.filters, target.error_streak))
+    edits = [{"target_id": targets[c.name].id, "at": c.at.isoformat()} for c, r in zip(checks, results)
+             if isinstance(r, Recorded) and r.outcome == "changed" and r.filters_changed]
+    if edits:
+        con.run(RECORD_FILTER_EDITS, edits=_json_rows(edits), keep=FILTER_EDIT_HISTORY)
     return results
 
 
@@ -319,6 +338,20 @@ DELETE FROM scrape_errors e USING (
 WHERE e.target_id = old.target_id AND e.at = old.at AND old.newer >= CAST(:keep AS int)
 """
 
+# Note the checks whose content changed because the filters were edited, and keep the newest
+# :keep per target (the DELETE sees the rows from before this INSERT).
+RECORD_FILTER_EDITS = """
+WITH input AS (
+    SELECT * FROM json_to_recordset(CAST(:edits AS json)) AS i(target_id int, at timestamptz)
+), added AS (
+    INSERT INTO scrape_filter_edits (target_id, at) SELECT target_id, at FROM input ON CONFLICT DO NOTHING
+)
+DELETE FROM scrape_filter_edits e USING (
+    SELECT target_id, at, row_number() OVER (PARTITION BY target_id ORDER BY at DESC) AS newer
+    FROM scrape_filter_edits WHERE target_id IN (SELECT target_id FROM input)
+) old
+WHERE e.target_id = old.target_id AND e.at = old.at AND old.newer >= CAST(:keep AS int)
+"""
 
 # --- The seed article's table, found where our view belongs ------------------------------
 
@@ -485,4 +518,73 @@ WITH gone AS (
     RETURNING e.target_id, pg_column_size(e.error) AS bytes
 )
 SELECT count(*), coalesce(sum(bytes), 0), ARRAY(SELECT DISTINCT target_id FROM gone) FROM gone
+"""
+
+
+# --- Changes one by one, newest first (the Atom feed: shared/app/report/feed.py) ------------
+
+@dataclass(frozen=True)
+class Change:
+    """A check whose content differed from the check before it."""
+    target: str  # the target's name
+    url: str  # its URL now
+    at: datetime  # the check that saw the new content
+    content_id: int
+    previous_id: int  # the content the check before saw
+
+
+def changes(con, since: datetime, limit: int) -> tuple[list[Change], int]:
+    """The newest `limit` changes of every target since `since`, newest first, and how many there
+    were in all. Counted as the report counts them (a check whose content differs from the check
+    before, in time), but a change that came from an edit of the job's filters is none, as for
+    notifications."""
+    rows = con.run(CHANGES, since=since, limit=limit)
+    return [Change(*row[:5]) for row in rows], rows[0][5] if rows else 0
+
+
+def bodies(con, ids: list[int], chars: int) -> dict[int, str]:
+    """Contents by id, each cut to its first `chars` + 1 characters (one more: was it cut?)."""
+    return dict(con.run("SELECT id, left(body, :chars + 1) FROM scrape_contents WHERE id = ANY(CAST(:ids AS int[]))",
+                        ids=ids, chars=chars)) if ids else {}
+
+
+# Each change since :since, from the segments of check times as the report's change counts
+# find them (shared/app/report/model.py, TARGET_CHANGES): the window's segments and those that
+# may hold a target's last check before it; a segment that overlaps no other is one piece, the
+# others one piece per check; in time order, a piece whose content differs from the piece
+# before is a change, unless its check is in scrape_filter_edits. The newest :limit, with the
+# count of all.
+CHANGES = """
+WITH seg AS (
+    SELECT target_id, content_id, segment, first, last FROM (
+        SELECT c.target_id, s.content_id, s.segment, s.seen_at[1] AS first, s.seen_at[cardinality(s.seen_at)] AS last,
+               lead(s.seen_at[cardinality(s.seen_at)]) OVER (PARTITION BY s.content_id ORDER BY s.segment) AS next_last
+        FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id
+        WHERE c.last_seen >= :since) r
+    WHERE last >= :since OR next_last >= :since
+    UNION ALL
+    SELECT c.target_id, s.content_id, s.segment, s.seen_at[1], s.seen_at[cardinality(s.seen_at)]
+    FROM (SELECT DISTINCT ON (target_id) id, target_id FROM scrape_contents
+          WHERE last_seen < :since ORDER BY target_id, last_seen DESC) c
+    CROSS JOIN LATERAL (SELECT * FROM scrape_seen WHERE content_id = c.id ORDER BY segment DESC LIMIT 1) s
+), placed AS (
+    SELECT *, coalesce(first > max(last) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), true)
+              AND coalesce(last < lead(first) OVER w, true) AS alone
+    FROM seg WINDOW w AS (PARTITION BY target_id ORDER BY first)
+), pieces AS (
+    SELECT target_id, content_id, first FROM placed WHERE alone
+    UNION ALL
+    SELECT p.target_id, p.content_id, ts FROM placed p JOIN scrape_seen s USING (content_id, segment),
+                                             unnest(s.seen_at) AS ts WHERE NOT p.alone
+), changes AS (
+    SELECT * FROM (
+        SELECT target_id, content_id, first AS at,
+               lag(content_id) OVER (PARTITION BY target_id ORDER BY first) AS previous_id
+        FROM pieces) p
+    WHERE content_id <> previous_id AND at >= :since
+      AND NOT EXISTS (SELECT FROM scrape_filter_edits e WHERE e.target_id = p.target_id AND e.at = p.at)
+)
+SELECT t.name, t.url, c.at, c.content_id, c.previous_id, count(*) OVER ()
+FROM changes c JOIN scrape_targets t ON t.id = c.target_id
+ORDER BY c.at DESC, t.name LIMIT :limit
 """
