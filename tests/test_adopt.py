@@ -127,7 +127,8 @@ def test_every_command_refuses_the_seeds_table_with_one_line_naming_the_adoption
         assert done.stderr == (
             f"error: the database holds the seed article's table scraps ({rows} rows, {times} check times) where this"
             " project keeps its history: adopt it into a [[scrape]] job with `python -m functions.migrate"
-            " --adopt-seed NAME` (the table is kept, renamed scraps_seed)\n"), module
+            " --adopt-seed NAME` (the table is kept, renamed scraps_seed), after removing the article's own"
+            " Scheduler job: its INSERT into scraps fails once scraps is our view\n"), module
     assert table(db, "SELECT * FROM scraps ORDER BY id") == before  # untouched
     assert db.run("SELECT to_regclass('schema_migrations') IS NULL")[0][0]
 
@@ -143,7 +144,8 @@ def test_adopting_the_seed_keeps_its_breakdown_and_its_table_and_the_next_check_
     out = capsys.readouterr().out
     assert re.fullmatch(r"adopted the seed's table into target 'agenda': 5 versions, 34 check times from"
                         rf" \S+ \S+ to \S+ \S+ UTC; the table is kept as scraps_seed; schema at version"
-                        rf" {len(schema.MIGRATIONS)}\n", out), out
+                        rf" {len(schema.MIGRATIONS)}\. Remove the article's own Scheduler job \(its INSERT into"
+                        r" scraps now fails on the view\): this project's scrape job replaces it\n", out), out
 
     # The breakdown query prints what it printed; the seed's own rows read back through the view.
     assert table(db, BREAKDOWN) == breakdown

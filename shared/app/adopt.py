@@ -47,7 +47,8 @@ class Adopted:
         span = f" from {self.first:%Y-%m-%d %H:%M} to {self.last:%Y-%m-%d %H:%M} UTC" if self.first else ""
         return (f"adopted the seed's table into target {self.target!r}: {self.versions:,} versions,"
                 f" {self.check_times:,} check times{span}; the table is kept as {SEED_KEPT};"
-                f" schema at version {len(schema.MIGRATIONS)}")
+                f" schema at version {len(schema.MIGRATIONS)}. Remove the article's own Scheduler job"
+                f" (its INSERT into scraps now fails on the view): this project's scrape job replaces it")
 
 
 def adopt_seed(con, job) -> Adopted:

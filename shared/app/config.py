@@ -22,7 +22,9 @@ from shared.core.errors import ConfigError
 from shared.core.names import NAME_RULE, valid_name
 
 DEFAULT_JOBS_FILE = "jobs.toml"
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${VAR} is the environment's VAR; $${VAR} is the literal text ${VAR} (how adopted values that
+# happen to hold one are written, so no variable is ever read into them).
+_ENV_REF = re.compile(r"(\$?)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,9 @@ def _expand(value, key: str):
         return value
 
     def lookup(match: re.Match) -> str:
-        var = match.group(1)
+        escaped, var = match.groups()
+        if escaped:
+            return "${" + var + "}"
         if var not in os.environ:
             raise ValueError(f"key {key!r} uses ${{{var}}}, which is not set in the environment")
         log.add_secret(os.environ[var])  # before the job's own checks, which may show what it holds

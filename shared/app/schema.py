@@ -109,7 +109,8 @@ def _refuse_foreign_scraps(con) -> None:
         raise DatabaseRefused(
             f"the database holds the seed article's table scraps ({rows:,} rows, {times:,} check times) where this"
             " project keeps its history: adopt it into a [[scrape]] job with `python -m functions.migrate"
-            f" --adopt-seed NAME` (the table is kept, renamed {scrape_store.SEED_KEPT})")
+            f" --adopt-seed NAME` (the table is kept, renamed {scrape_store.SEED_KEPT}), after removing the article's"
+            " own Scheduler job: its INSERT into scraps fails once scraps is our view")
     raise DatabaseRefused(
         f"the database has a {shape.kind} named scraps ({', '.join(shape.columns)}) that is not this project's:"
         " rename it, or point DATABASE_URL at another database")

@@ -23,7 +23,7 @@ import sqlite3
 import tomllib
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -54,46 +54,134 @@ class Mapped:
         return self.table["name"] if self.table else None
 
 
-def read_jobs(path: Path) -> list[dict]:
-    """The job documents of a urls.yaml (yaml.safe_load_all)."""
+# What a urls.yaml may hold. YAML's aliases let a few hundred bytes describe billions of values,
+# and nesting is recursion in the parser: both are bounded before anything is built.
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_JOBS = 10_000
+MAX_JOB_VALUES = 100_000  # in one job, each alias counted as what it expands to
+MAX_VALUES = 1_000_000  # in the whole file, likewise
+MAX_DEPTH = 50
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A job document too large or too deep to build: mapped as a note, the other jobs go on."""
+    reason: str
+
+
+def read_jobs(path: Path) -> list[dict | Refused]:
+    """The job documents of a urls.yaml, read safely (YAML's safe loader, bounded as above)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MB: not a urls.yaml")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    loader = yaml.SafeLoader(text)
+    docs, total = [], 0
     try:
-        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        while loader.check_node():
+            node = loader.get_node()
+            if len(docs) >= MAX_JOBS:
+                raise ConfigError(f"{path}: more than {MAX_JOBS:,} jobs: not read")
+            try:
+                values = _expanded_size(node)
+            except ValueError as exc:
+                docs.append(Refused(str(exc)))
+                continue
+            total += values
+            if total > MAX_VALUES:
+                raise ConfigError(f"{path}: job #{len(docs) + 1}: the file's YAML (aliases expanded) holds more"
+                                  f" than {MAX_VALUES:,} values: not read")
+            doc = loader.construct_document(node)
+            if doc is not None:
+                docs.append(doc)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())[:300]}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: job #{len(docs) + 1}: nested too deeply to be a urlwatch job") from None
+    finally:
+        loader.dispose()
     for index, doc in enumerate(docs, 1):
-        if not isinstance(doc, dict):
+        if not isinstance(doc, (dict, Refused)):
             raise ConfigError(f"{path}: job #{index} is not a mapping of keys (urlwatch's urls.yaml has one per document)")
     return docs
+
+
+def _expanded_size(root) -> int:
+    """How many values a composed YAML document stands for once its aliases are expanded (a
+    shared node counted as often as it is used), found without expanding them: linear in the
+    nodes. ValueError when that passes MAX_JOB_VALUES or the document is nested more than
+    MAX_DEPTH deep, aliases followed (a recursive alias is infinitely deep)."""
+    too_deep = f"nested more than {MAX_DEPTH} levels deep"
+    done: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth below it)
+    stack = [(root, 1, False)]
+    while stack:
+        node, depth, children_done = stack.pop()
+        if id(node) in done:
+            continue
+        if depth > MAX_DEPTH:
+            raise ValueError(too_deep)
+        if isinstance(node, yaml.ScalarNode):
+            done[id(node)] = (1, 1)
+            continue
+        children = [child for pair in node.value for child in pair] if isinstance(node, yaml.MappingNode) \
+            else list(node.value)
+        if children_done:
+            below = [done[id(child)] for child in children]
+            values, height = 1 + sum(n for n, _ in below), 1 + max((h for _, h in below), default=0)
+            if height > MAX_DEPTH:
+                raise ValueError(too_deep)
+            if values > MAX_JOB_VALUES:
+                raise ValueError(f"its YAML (aliases expanded) holds more than {MAX_JOB_VALUES:,} values")
+            done[id(node)] = (values, height)
+            continue
+        stack.append((node, depth, True))
+        stack += [(child, depth + 1, False) for child in children if id(child) not in done]
+    return done[id(root)][0]
 
 
 def map_jobs(docs: list[dict], taken: dict[str, str] | None = None) -> list[Mapped]:
     """Map every job; names are made unique, also against `taken` (name -> url of the jobs
     already in our jobs file: a job of the same name and url is the same job)."""
-    taken = dict(taken or {})
+    taken, suffixes, mine = dict(taken or {}), {}, {}
     mapped = []
     for index, doc in enumerate(docs, 1):
         job = map_job(doc, index)
         if job.table is not None:
-            name = job.table["name"] = _unique(job.table["name"], job.table["url"], taken)
+            job.table = _literal(job.table)
+            name = job.table["name"] = _unique(job.table["name"], job.table["url"], taken, suffixes)
+            if name in mine:  # the same name and URL twice in urls.yaml: one job
+                job.table, job.notes = None, [f"job #{index}: the same job as job #{mine[name]} ({name}): written once"]
+                mapped.append(job)
+                continue
+            mine[name] = index
             job.notes = [f"{name}: {note}" for note in job.notes]
             password = _password(job.url)
             if password:  # never written into the file: a ${VAR} instead, as for any secret
                 log.add_secret(password)
                 slug = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper()
                 variable = f"{slug}_PASSWORD" if slug[:1].isalpha() else f"JOB_{slug}_PASSWORD"
-                job.table["url"] = _with_password(job.url, "${" + variable + "}")
+                job.table["url"] = _with_password(job.table["url"], "${" + variable + "}")
                 job.notes.append(f"{name}: the URL's password is written as ${{{variable}}}: set that variable")
             taken[name] = job.table["url"]
         mapped.append(job)
     return mapped
 
 
-def map_job(doc: dict, index: int = 1) -> Mapped:
-    label = f"job #{index}" + (f" ({doc['name']!r})" if isinstance(doc.get("name"), str) else "")
+TEXT_KEYS = ("kind", "url", "user_visible_url", "name", "command", "navigate")  # read as text below
+
+
+def map_job(doc: dict | Refused, index: int = 1) -> Mapped:
+    if isinstance(doc, Refused):
+        return Mapped("", None, [f"job #{index}: {doc.reason}: not read, not written, its history not imported"])
+    label = f"job #{index}" + (f" ({_brief(doc['name'])})" if isinstance(doc.get("name"), str) else "")
+    wrong = [key for key in TEXT_KEYS if doc.get(key) is not None and not isinstance(doc[key], str)]
+    if wrong:
+        return Mapped("", None, [f"{label}: {', '.join(wrong)}: not text ({_brief(doc[wrong[0]])}):"
+                                 " not written, its history not imported"])
     kind = doc.get("kind") or ("url" if "url" in doc else "shell" if "command" in doc else
                                "browser" if "navigate" in doc else None)
     if kind != "url" or not isinstance(doc.get("url"), str):
@@ -189,6 +277,18 @@ def _map_filters(spec, table: dict) -> list[str]:
     return notes
 
 
+def _literal(value):
+    """An adopted value as data: `${NAME}` in it is written `$${NAME}`, which our jobs file reads
+    as the text `${NAME}`, so no environment variable (a secret) is ever expanded into it."""
+    if isinstance(value, str):
+        return value.replace("${", "$${")
+    if isinstance(value, list):
+        return [_literal(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _literal(item) for key, item in value.items()}
+    return value
+
+
 def _brief(value, depth: int = 3) -> str:
     """`value` as short JSON for a note: YAML's aliases can make a small file hold a structure of
     billions of items (and keys may hold line breaks), so only its beginning is shown."""
@@ -250,11 +350,17 @@ def _name(name, url: str) -> str:
     return adhoc_table(url.split("#")[0], None)["name"]
 
 
-def _unique(name: str, url: str, taken: dict[str, str]) -> str:
+def _unique(name: str, url: str, taken: dict[str, str], suffixes: dict[str, int]) -> str:
     """`name`, or `name-2`, ...: the first not taken by another URL (a password, or the ${VAR}
-    written instead of it, does not make a URL another)."""
-    for candidate in [name] + [f"{name[:94]}-{n}" for n in range(2, 10000)]:
+    written instead of it, does not make a URL another). `suffixes` remembers, per name, the
+    suffix to try next, so ten thousand jobs of one name are named in linear time."""
+    if name not in taken or _bare(taken[name]) == _bare(url):
+        return name
+    base = name[:94]
+    for number in range(suffixes.get(base, 2), 1_000_000):
+        candidate = f"{base}-{number}"
         if candidate not in taken or _bare(taken[candidate]) == _bare(url):
+            suffixes[base] = number + 1
             return candidate
     raise ConfigError(f"no free job name like {name!r}")
 
@@ -283,9 +389,13 @@ def _with_password(url: str, password: str) -> str:
 
 # --- the cache --------------------------------------------------------------------------
 
-def read_cache(path: Path) -> dict[str, list[tuple[datetime, str]]]:
+CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of ours another clock may be before we say so
+
+
+def read_cache(path: Path) -> tuple[dict[str, list[tuple[datetime, str]]], int]:
     """guid -> [(time, data)], oldest first: every snapshot of urlwatch's minidb cache (rows of
-    failed checks, tries > 0, are not snapshots). Opened read-only: the file is never changed."""
+    failed checks, tries > 0, are not snapshots), and how many were dated ahead of this clock
+    (taken as seen now). Opened read-only: the file is never changed."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file (urlwatch's cache is ~/.cache/urlwatch/cache.db by default)")
@@ -301,15 +411,19 @@ def read_cache(path: Path) -> dict[str, list[tuple[datetime, str]]]:
     finally:
         con.close()
     history: dict[str, list[tuple[datetime, str]]] = {}
+    now = datetime.now(timezone.utc)
+    ahead = 0
     for guid, timestamp, data in rows:
         try:
             when = datetime.fromtimestamp(float(timestamp), timezone.utc)
         except (TypeError, ValueError, OverflowError, OSError):  # not a time a datetime can hold: no snapshot
             continue
+        if when > now + CLOCK_SKEW:  # another machine's clock: taken as seen now, so history stays sorted
+            when, ahead = now, ahead + 1
         if isinstance(data, bytes):
             data = data.decode("utf-8", "replace")
         history.setdefault(guid, []).append((when, str(data)))
-    return history
+    return history, ahead
 
 
 # Snapshots: rows saved when a page was new, changed, or checked again after failures
@@ -361,32 +475,39 @@ def _value(value) -> str:
 # --- the command ------------------------------------------------------------------------
 
 def adopt(urls: str, cache: str | None = None, write: bool = False) -> str:
-    """`--adopt-urlwatch URLS.yaml [CACHE.db] [--write]`: map the jobs, import the cache's
-    snapshots (into $DATABASE_URL), then print the jobs as TOML, or with `write` append them to
-    the jobs file. Returns what to print. Jobs already in the jobs file (same name and url) are
-    not written again, and targets with history are not imported into again: running it twice
-    is harmless."""
+    """`--adopt-urlwatch URLS.yaml [CACHE.db] [--write]`: map the jobs and read the cache. Without
+    `write` nothing changes anywhere: the jobs are printed as TOML, with what the cache would
+    import. With `write` the cache's snapshots are imported (into $DATABASE_URL) and the jobs
+    appended to the jobs file (printed instead, to add by hand, when the jobs come from
+    $JOBS_TOML). Returns what to print. Jobs already in the jobs file (same name and url) are not
+    written again, and targets with history are not imported into again: running it twice is
+    harmless."""
     from shared.app import adopt as adoption
     from shared.app import config
     from shared.core import db
 
-    if write and config.has_jobs_file() and config.jobs_source() == "$JOBS_TOML":
-        raise ConfigError("--write appends to the jobs file, but the jobs come from $JOBS_TOML:"
-                          " run without --write and add the printed jobs to it")
     docs = read_jobs(Path(urls))
     existing = {}
     if config.has_jobs_file():
         existing = {e.name: e.table.get("url") for e in config.entries() if e.kind == "scrape"}
     jobs = map_jobs(docs, existing)
-    history = read_cache(Path(cache)) if cache else {}
+    history, ahead = read_cache(Path(cache)) if cache else ({}, 0)
     report = [f"from urlwatch: {urls}: {len(docs)} jobs, {sum(j.table is not None for j in jobs)} mapped"]
+    if ahead:
+        report.append(f"{cache}: {ahead} snapshots dated more than {CLOCK_SKEW.seconds // 60} minutes ahead of"
+                      " this machine's clock (another clock?): taken as seen now")
     if cache:
         known = {job.guid for job in jobs}
         unknown = [guid for guid in history if guid not in known]
-        with db.connection() as con:
-            imported = adoption.import_snapshots(con, [(job.name, job.url, history.get(job.guid, []))
-                                                       for job in jobs if job.table is not None])
-        report += [line.line() for line in imported]
+        if write:
+            with db.connection() as con:
+                imported = adoption.import_snapshots(con, [(job.name, job.url, history.get(job.guid, []))
+                                                           for job in jobs if job.table is not None])
+            report += [line.line() for line in imported]
+        else:
+            found = [len(history.get(job.guid, [])) for job in jobs if job.table is not None]
+            report.append(f"{cache}: {sum(found)} snapshots of {sum(n > 0 for n in found)} jobs;"
+                          " nothing imported yet: --write imports them into $DATABASE_URL")
         if unknown:
             report.append(f"{len(unknown)} histories in {cache} belong to no URL job of {urls}: not imported")
     new = [job for job in jobs if job.table is None or job.name not in existing]
@@ -394,7 +515,10 @@ def adopt(urls: str, cache: str | None = None, write: bool = False) -> str:
     if same:
         report.append(f"already in {config.jobs_source()}, not written again: {', '.join(same)}")
     notes = [note for job in jobs for note in job.notes]
-    if not write:
+    to_print = not write or (config.has_jobs_file() and config.jobs_source() == "$JOBS_TOML")
+    if to_print:
+        if write:
+            report.append("the jobs come from $JOBS_TOML: add the jobs below to it")
         return toml(new, report + (["not mapped: see the notes above each job"] if notes else [])
                     + [job.notes[0] for job in jobs if job.table is None])
     text = toml(new, [f"adopted from urlwatch ({urls})"])
@@ -409,4 +533,3 @@ def adopt(urls: str, cache: str | None = None, write: bool = False) -> str:
     else:
         report.append("no job to write")
     return "\n".join(report + [f"not mapped: {note}" for note in notes]) + "\n"
-
