@@ -11,7 +11,7 @@ EVENT ?=
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: venv runtime test invoke-local carto-emulator report history bench bench-storage bench-scrape bench-scrape-memory bench-notify bench-refresh-memory bench-filters bench-report migrate db-stop clean build template deploy-aws destroy-aws heroku-schedule
+.PHONY: venv runtime test invoke-local carto-emulator report history bench bench-storage bench-scrape bench-scrape-memory bench-notify bench-refresh-memory bench-filters bench-report bench-adopt migrate db-stop clean build template deploy-aws destroy-aws heroku-schedule
 
 # What a run needs: the runtime requirements and, without a pg_ctl here, PostgreSQL in a wheel.
 $(VENV)/.runtime: requirements.txt
@@ -81,11 +81,15 @@ bench-refresh-memory: venv
 bench-filters: venv
 	$(PY) -m bench.filter_sandbox
 
+## Adoption benchmark: --adopt-seed of the seed's table with a year and ten years of 10-minute checks.
+bench-adopt: venv
+	$(PY) -m bench.adopt_seed $(BENCH_ARGS)
+
 ## Report benchmark: 100 targets with a year of 10-minute checks.
 bench-report: venv
 	$(PY) -m bench.report_speed $(BENCH_ARGS)
 
-bench: bench-storage bench-lambda bench-scrape bench-scrape-memory bench-notify bench-refresh-memory bench-filters bench-report
+bench: bench-storage bench-lambda bench-scrape bench-scrape-memory bench-notify bench-refresh-memory bench-filters bench-report bench-adopt
 
 ## Stop the local PostgreSQL that invoke-local started (its data stays in .local/).
 db-stop: runtime

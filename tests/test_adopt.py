@@ -462,3 +462,38 @@ def test_imported_snapshots_keep_no_password_and_import_once(database_url, db):
     assert table(db, "SELECT body, cardinality(seen_at) FROM scraps ORDER BY id") == [("one ***", 2), ("two", 1)]
     (again,) = adopt.import_snapshots(db, [(job.name, job.url, snapshots)])
     assert again.skipped and db.run("SELECT sum(checks) FROM scrape_contents")[0][0] == 3
+
+
+def test_seed_check_times_ahead_of_the_database_clock_are_taken_as_seen_now_and_stay_sorted(database_url, db,
+                                                                                           jobs_file, capsys):
+    seed_history(db)
+    seed_run(db, "<p>from another clock</p>", "(now() + interval '1 year')")
+    seed_run(db, "<p>v2</p>", "(now() + interval '2 days')")
+    assert migrate_fn.main(["--adopt-seed", "agenda"]) == 0
+    out = capsys.readouterr().out
+    assert "2 check times were dated more than 5 minutes ahead of the database's clock (another clock?): taken as" \
+           " seen now." in out
+    now = db.run("SELECT now()")[0][0]
+    times = [t for (seen,) in db.run("SELECT seen_at FROM scraps ORDER BY id") for t in seen]
+    assert max(times) <= now
+    for (seen,) in db.run("SELECT seen_at FROM scraps"):
+        assert list(seen) == sorted(seen)
+    assert db.run("SELECT last_ok_at <= now() FROM scrape_targets WHERE name = 'agenda'")[0][0]
+
+
+def test_an_adoption_that_runs_out_of_time_says_so_and_changes_nothing(database_url, db, jobs_file, capsys,
+                                                                       monkeypatch):
+    from shared.core import db as core_db
+
+    seed_history(db)
+    original = table(db, "SELECT * FROM scraps ORDER BY id")
+    monkeypatch.setattr(core_db, "STATEMENT_TIMEOUT", "1s")
+    db.run("BEGIN")
+    db.run("LOCK TABLE scraps IN ACCESS EXCLUSIVE MODE")  # another session holding the table
+    try:
+        assert migrate_fn.main(["--adopt-seed", "agenda"]) == 1
+    finally:
+        db.run("ROLLBACK")
+    err = capsys.readouterr().err
+    assert "a statement ran out of time" in err and "unavailable" not in err and err.count("\n") == 1, err
+    assert table(db, "SELECT * FROM scraps ORDER BY id") == original

@@ -39,6 +39,7 @@ class Adopted:
     first: datetime | None = None
     last: datetime | None = None
     already: bool = False  # nothing was done: adopted before
+    ahead: int = 0  # check times dated ahead of the database's clock, taken as seen at adoption
 
     def line(self) -> str:
         if self.already:
@@ -47,7 +48,10 @@ class Adopted:
         span = f" from {self.first:%Y-%m-%d %H:%M} to {self.last:%Y-%m-%d %H:%M} UTC" if self.first else ""
         return (f"adopted the seed's table into target {self.target!r}: {self.versions:,} versions,"
                 f" {self.check_times:,} check times{span}; the table is kept as {SEED_KEPT};"
-                f" schema at version {len(schema.MIGRATIONS)}. Remove the article's own Scheduler job"
+                f" schema at version {len(schema.MIGRATIONS)}."
+                + (f" {self.ahead:,} check times were dated more than {CLOCK_SKEW} ahead of the database's clock"
+                   " (another clock?): taken as seen now." if self.ahead else "")
+                + " Remove the article's own Scheduler job"
                 f" (its INSERT into scraps now fails on the view): this project's scrape job replaces it")
 
 
@@ -89,6 +93,7 @@ def _adopt_seed(con, job) -> Adopted:
         raise DatabaseRefused(f"--adopt-seed: scraps rows {', '.join(map(str, odd[:10]))} have check times that are"
                               " not moments of a calendar (NULL, infinity, or outside the years 1 to 9999): fix or"
                               " delete them (e.g. UPDATE scraps SET seen_at = array_remove(seen_at, NULL)), then adopt")
+    ahead = con.run(f"SELECT count(*) FROM scraps, unnest(seen_at) ts WHERE ts > now() + interval '{CLOCK_SKEW}'")[0][0]
     con.run(f"ALTER TABLE scraps RENAME TO {SEED_KEPT}")
     schema.migrate_within(con)
     target_id = _new_target(con, job)
@@ -96,7 +101,7 @@ def _adopt_seed(con, job) -> Adopted:
     con.run(IMPORT_SEED_TIMES, target=target_id, segment_size=SEGMENT_SIZE)
     con.run("SELECT setval(pg_get_serial_sequence('scrape_contents', 'id'), max(id)) FROM scrape_contents")
     first, last = _point_at_last(con, target_id, filters.fingerprint(_unfiltered(job)))
-    return Adopted(job.name, versions, times, first, last)
+    return Adopted(job.name, versions, times, first, last, ahead=ahead)
 
 
 def _unfiltered(job):
@@ -137,13 +142,18 @@ WITH target AS (
 SELECT id, (SELECT count(*) FROM scrape_contents WHERE target_id = target.id) FROM target
 """
 
+# How far ahead of the database's clock a check time may be before it is taken as another
+# clock's: such a time is stored as the adoption's (now()), so history stays in order.
+CLOCK_SKEW = "5 minutes"
+_CLAMPED = f"CASE WHEN ts > now() + interval '{CLOCK_SKEW}' THEN now() ELSE ts END"
+
 # One content per seed row, keeping its id (the view shows it as before), its body and its
 # check times' count and span. Returns the rows and check times copied.
 IMPORT_SEED_CONTENTS = f"""
 WITH copied AS (
     INSERT INTO scrape_contents (id, target_id, hash, body, checks, first_seen, last_seen)
     SELECT id, :target, sha256(convert_to(body, 'UTF8')), body, cardinality(seen_at),
-           (SELECT min(ts) FROM unnest(seen_at) ts), (SELECT max(ts) FROM unnest(seen_at) ts)
+           (SELECT min({_CLAMPED}) FROM unnest(seen_at) ts), (SELECT max({_CLAMPED}) FROM unnest(seen_at) ts)
     FROM {SEED_KEPT}
     RETURNING checks
 )
@@ -155,8 +165,9 @@ SELECT count(*), coalesce(sum(checks), 0) FROM copied
 IMPORT_SEED_TIMES = f"""
 INSERT INTO scrape_seen (content_id, segment, seen_at)
 SELECT id, (n - 1) / CAST(:segment_size AS int), array_agg(ts ORDER BY n)
-FROM (SELECT s.id, u.ts, row_number() OVER (PARTITION BY s.id ORDER BY u.ts, u.k) AS n
-      FROM {SEED_KEPT} s, unnest(s.seen_at) WITH ORDINALITY AS u(ts, k)) AS t
+FROM (SELECT id, ts, row_number() OVER (PARTITION BY id ORDER BY ts, k) AS n
+      FROM (SELECT s.id, {_CLAMPED} AS ts, u.k
+            FROM {SEED_KEPT} s, unnest(s.seen_at) WITH ORDINALITY AS u(ts, k)) AS clamped) AS t
 GROUP BY id, (n - 1) / CAST(:segment_size AS int)
 """
 
@@ -169,10 +180,10 @@ WITH times AS (
     WHERE c.target_id = :target AND ts IS NOT NULL
 ), last AS (
     SELECT id, ts FROM times ORDER BY ts DESC, id DESC LIMIT 1
+), others AS (  -- computed once: as a subquery in `since` it ran once per check time
+    SELECT coalesce(max(times.ts), '-infinity') AS ts FROM times, last WHERE times.id <> last.id
 ), since AS (
-    SELECT min(times.ts) AS ts FROM times, last
-    WHERE times.id = last.id
-      AND times.ts > coalesce((SELECT max(o.ts) FROM times o WHERE o.id <> last.id), '-infinity')
+    SELECT min(times.ts) AS ts FROM times, last, others WHERE times.id = last.id AND times.ts > others.ts
 )
 UPDATE scrape_targets t SET last_content_id = last.id, last_ok_at = last.ts, last_changed_at = since.ts,
        filters = :filters, etag = NULL, last_modified = NULL

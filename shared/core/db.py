@@ -63,6 +63,11 @@ def sqlstate(exc: BaseException) -> str | None:
     return fields.get("C")
 
 
+# Errors of a server that answers, but not in time: still exit 1 (the next run may fit).
+OUT_OF_TIME = {"57014": "a statement ran out of time (statement timeout, or cancelled at the run's deadline)",
+               "55P03": "a lock another session held was not released in time"}
+
+
 def classify(exc: BaseException, doing: str) -> Exception:
     """A driver error met while `doing` something, as the JobError a run ends with: refused
     (exit 2) when the database says no, unavailable (exit 1) when it is gone or too slow (a lock
@@ -73,7 +78,10 @@ def classify(exc: BaseException, doing: str) -> Exception:
     if code in REFUSED:
         return DatabaseRefused(log.redact(f"{doing}: {message} (SQLSTATE {code}): the database user needs"
                                           " to create and write this project's tables"))
-    if code in ("57014", "55P03") or code and code.startswith("08") or code in TRANSIENT \
+    if code in OUT_OF_TIME:  # the server is there; the work did not fit its time: say which
+        return DatabaseUnavailable(log.redact(f"{doing}: {OUT_OF_TIME[code]} ({message}, SQLSTATE {code});"
+                                              " nothing of it was kept"))
+    if code and code.startswith("08") or code in TRANSIENT \
             or type(exc).__name__ == "InterfaceError" or isinstance(exc, (OSError, ConnectionError)):
         return DatabaseUnavailable(log.redact(f"{doing}: the database is unavailable: {message}"))
     if code:
