@@ -1,7 +1,6 @@
 """The history_tools, by hand: `python -m functions.history list | show | diff | test | delete | prune`
 (see --help). The work is in shared/app/history_tools.py; errors are one line (exit 2: bad input)."""
 
-import argparse
 import sys
 
 from shared.app import entry, history_tools
@@ -9,7 +8,7 @@ from shared.app.report.model import database_failure
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m functions.history",
+    parser = entry.argument_parser(prog="python -m functions.history",
                                      description="Look at the history in $DATABASE_URL, try a job's filters, prune.",
                                      epilog="Versions are numbered from 1, the oldest kept. Times are UTC. Exit codes: "
                                             "0 done, 1 a fetch or the database failed, 2 bad usage or input.")

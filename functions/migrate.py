@@ -8,7 +8,6 @@ history kept elsewhere (shared/scrape/adopt.py, shared/scrape/urlwatch.py):
 Exit codes: 0 done, 1 database unreachable, 2 bad usage, configuration or database.
 """
 
-import argparse
 import sys
 
 from shared.app import adopt, entry, history_tools, schema, urlwatch
@@ -16,7 +15,7 @@ from shared.core import db, log
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = entry.argument_parser(
         prog="python -m functions.migrate", description="Create or migrate the database schema of $DATABASE_URL.",
         epilog="--adopt-urlwatch prints the [[scrape]] jobs it maps, as TOML with comments (what did not map is "
                "listed above each job); with --write it appends them to the jobs file ($JOBS_FILE, else "

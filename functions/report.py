@@ -9,7 +9,6 @@ address); either, given `-` as FILE, is written alone to stdout.
 Exit codes: 0 done, 1 database unreachable, 2 bad usage or configuration.
 """
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -42,7 +41,7 @@ def _writable(name: str, option: str = "--html") -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m functions.report", description=__doc__.split("\n")[0])
+    parser = entry.argument_parser(prog="python -m functions.report", description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=int, default=model.DEFAULT_DAYS, help="days shown, today included")
     parser.add_argument("--html", metavar="FILE",
                         help="also write the report as one self-contained HTML page; '-' writes only the page, to stdout")

@@ -136,6 +136,37 @@ def test_bad_input_is_one_line_and_exit_2(database_url, histories, capsys, args,
     assert histories.run("SELECT count(*), sum(checks) FROM scrape_contents") == before
 
 
+@pytest.mark.parametrize("args, message", [
+    ((), "error: the following arguments are required: COMMAND (see --help)"),
+    (("show",), "error: the following arguments are required: name (see --help)"),
+    (("show", "agenda", "two"), "error: argument version: invalid int value: 'two' (see --help)"),
+    (("diff", "agenda", "1", "2", "3"), "error: unrecognized arguments: 3 (see --help)"),
+    (("prune", "--keep-days", "x"), "error: argument --keep-days: invalid int value: 'x' (see --help)"),
+    (("frobnicate",), "error: argument COMMAND: invalid choice: 'frobnicate'"),
+    (("show", "agen\udcffda"), "error: NAME holds a NUL or an unpaired surrogate (see --help)"),
+    (("delete", "\udcff", "--yes"), "error: NAME holds a NUL or an unpaired surrogate (see --help)"),
+    (("prune", "--keep-days", "3", "--job", "a\udcff"), "error: --job holds a NUL or an unpaired surrogate"),
+])
+def test_argument_errors_are_one_line_and_exit_2_before_anything_is_read(args, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        history_fn.main(list(args))
+    out, err = capsys.readouterr()
+    assert (stopped.value.code, out) == (2, "")
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_an_undecodable_name_from_a_real_command_line_is_one_line(database_url):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable.encode(), b"-m", b"functions.history", b"show", b"caf\xe9"],
+                          capture_output=True, timeout=60, env={**os.environ, "LC_ALL": "C.UTF-8"},
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert (done.returncode, done.stdout) == (2, b"")
+    assert done.stderr == b"error: NAME holds a NUL or an unpaired surrogate (see --help)\n"
+
+
 def test_delete_drops_one_history_and_nothing_else(database_url, histories, capsys):
     code, out, _ = hist(capsys, "delete", "agenda", "--yes")
     assert code == 0

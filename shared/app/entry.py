@@ -173,17 +173,45 @@ def log_record(result: Result) -> dict:
 
 # --- the command line ---------------------------------------------------------------------
 
-def command_line(command: str, argv: list[str] | None = None) -> int:
-    """`python -m functions.<command> [options]`: the run's exit code."""
+def argument_parser(check_text: bool = True, **options):
+    """The argparse parser of every command: a usage error is one line and exit 2 (argparse
+    prints the usage, then the error), and with `check_text` every text argument, positional
+    ones included, is checked as an event's value is (argv may carry undecodable bytes as lone
+    surrogates)."""
     import argparse  # here, not at the top: a Lambda cold start never needs it
 
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):  # one line, as for every other usage error (argparse: usage, then error)
-            print(f"error: {message} (see --help)", file=sys.stderr)
+    labels: dict[str, str] = {}  # dest -> how the user wrote it (--job, NAME), subcommands' too
+
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message):
+            print(f"error: {log.redact(message)} (see --help)", file=sys.stderr)
             raise SystemExit(errors.USAGE)
 
+        def add_argument(self, *names, **settings):
+            action = super().add_argument(*names, **settings)
+            labels[action.dest] = action.option_strings[0] if action.option_strings else \
+                (action.metavar if isinstance(action.metavar, str) else action.dest.upper())
+            return action
+
+        def parse_args(self, args=None, namespace=None):
+            parsed = super().parse_args(args, namespace)
+            for dest, value in vars(parsed).items() if check_text else ():
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, str):
+                        try:
+                            events.argument(item, labels.get(dest, dest))
+                        except ConfigError as exc:
+                            self.error(str(exc))
+            return parsed
+
+    return OneLineParser(**options)
+
+
+def command_line(command: str, argv: list[str] | None = None) -> int:
+    """`python -m functions.<command> [options]`: the run's exit code."""
     kind = kinds.by_command(command)
-    parser = Parser(
+    parser = argument_parser(
+        check_text=False,  # checked in body(), as a run's request is
         prog=f"python -m functions.{command}", description=f"{kind.summary}: every [[{kind.name}]] job, or some.",
         epilog="Prints one line per job. Exit codes: 0 all done, 1 a job failed (the others still ran), "
                "2 bad usage or configuration.")
