@@ -331,3 +331,30 @@ def test_keep_days_is_applied_after_each_run(database_url, db, httpserver):
     assert db.run("SELECT body FROM scrape_contents ORDER BY id") == [["<p>new</p>"]]
     (result,) = runs.scrape([ScrapeJob("other", url)])  # no keep_days: nothing pruned
     assert db.run("SELECT count(*) FROM scrape_contents")[0][0] == 2
+
+
+def test_a_delete_racing_a_check_answered_304_never_costs_that_check(database_url, db, httpserver, tmp_path,
+                                                                      monkeypatch, capsys):
+    """The run sent validators for the content it knew; `history delete` drops that content
+    before the 304 comes back. The run fetches the page again and stores it as new."""
+    seen = []
+
+    def page(request):
+        seen.append(request.headers.get("If-None-Match"))
+        if request.headers.get("If-None-Match") == '"v1"':
+            assert history_fn.main(["delete", "agenda", "--yes"]) == 0  # meanwhile, by hand
+            return Response(status=304, headers={"ETag": '"v1"'})
+        return Response("<p>the agenda</p>", content_type="text/html", headers={"ETag": '"v1"'})
+
+    httpserver.expect_request("/agenda").respond_with_handler(page)
+    path = tmp_path / "jobs.toml"
+    path.write_text(f'[[scrape]]\nname = "agenda"\nurl = "{httpserver.url_for("/agenda")}"\n')
+    monkeypatch.setenv("JOBS_FILE", str(path))
+    monkeypatch.delenv("JOBS_TOML", raising=False)
+    assert scrape_fn.main([]) == 0
+    assert scrape_fn.main([]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["agenda: new", "deleted agenda: 1 version, 1 check time, 0 failed checks, "
+                                + out.splitlines()[1].split("failed checks, ")[1], "agenda: new"]
+    assert seen == [None, '"v1"', None]
+    assert db.run("SELECT body, cardinality(seen_at) FROM scraps") == [["<p>the agenda</p>", 1]]

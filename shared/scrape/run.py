@@ -100,7 +100,10 @@ def _prune(jobs: list[ScrapeJob], database_url: str | None) -> None:
             logger.warning("pruning old history failed: %s", log.redact(str(exc)))
 
 
-def _fetch_and_write(todo, states, run_key, database_url, concurrency, per_host, deadline, results, outbox) -> None:
+def _fetch_and_write(todo, states, run_key, database_url, concurrency, per_host, deadline, results, outbox,
+                     again: bool = True) -> None:
+    """Fetch and store `todo`. A 304 whose content was deleted meanwhile (`history delete`
+    racing the run) is fetched once more without validators, so its check is not lost."""
     budget = memory.from_environment()
     writer = _Writer(database_url, run_key, results, outbox)
     writes: queue.Queue = queue.Queue(maxsize=4)
@@ -124,6 +127,10 @@ def _fetch_and_write(todo, states, run_key, database_url, concurrency, per_host,
         writes.put(None)
         thread.join()
         writer.close()
+    if writer.stale and again:
+        logger.info("%d targets' history went away during their check: fetching them again", len(writer.stale))
+        _fetch_and_write(writer.stale, {}, run_key, database_url, concurrency, per_host, deadline, results, outbox,
+                         again=False)
 
 
 class _Writer:
@@ -136,6 +143,7 @@ class _Writer:
         self.url, self.run_key, self.results, self.outbox = database_url, run_key, results, outbox
         self.con = None
         self.down: str | None = None  # why the database cannot be written any more
+        self.stale: list[ScrapeJob] = []  # 304s whose content was deleted meanwhile: to fetch again
 
     def write_all(self, writes: queue.Queue) -> None:
         """The writer thread: store each batch as it comes, until None."""
@@ -166,7 +174,9 @@ class _Writer:
             logger.warning("writing a batch of %d checks failed (%s); writing them one by one", len(batch),
                            log.redact(str(problem)))
             stored = [((job, check), self.store_one(check)) for job, check in batch]
-        return {job.name: _result(job, check, outcome, self.outbox) for (job, check), outcome in stored}
+        self.stale += [job for (job, _), outcome in stored if outcome is store.STALE]
+        return {job.name: _result(job, check, outcome, self.outbox) for (job, check), outcome in stored
+                if outcome is not store.STALE}
 
     def store_one(self, check: store.Check):
         """One check in its own transaction: what record_batch gives, or the exception."""
@@ -304,7 +314,7 @@ def _check_target(http, job: ScrapeJob, state: store.TargetState | None, hold: m
                 raise fetch.FetchError("HTTP 304 Not Modified to a request that was not conditional")
         if page.status == 304:
             return store.Check(job.name, log.redact(job.url), at, not_modified=True, filters=fingerprint,
-                                 etag=page.etag, last_modified=page.last_modified)
+                               etag=page.etag, last_modified=page.last_modified, base=state.content_id)
         body = box.apply(job, page.text, job.timeout - (time.monotonic() - started))
         body = log.redact(body)  # a page may echo the secret URL it was fetched from
     except (fetch.FetchError, filters.FilterError) as exc:

@@ -121,6 +121,7 @@ class Check:
     filters: str | None = None  # fingerprint of the job's filters (None: not tracked)
     etag: str | None = None  # validators for the next conditional request
     last_modified: str | None = None
+    base: int | None = None  # for a 304: the content its validators came from
     seconds: float | None = None  # how long fetching and filtering took (not stored: the result line's)
     hold: object = None  # its share of the run's memory budget (shared/scrape/memory.py), not stored
 
@@ -132,6 +133,11 @@ class Recorded:
     previous_body: str | None = None  # the content before, when changed (for the diff)
     filters_changed: bool = False  # the filters differ from those of the previous check
     previous_streak: int = 0  # consecutive failures before this check
+
+
+# A 304 whose content is gone: the history was deleted (or replaced) while the check ran. It
+# cannot be stored as a check of nothing; the run fetches the page again, without validators.
+STALE = Recorded("stale")
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,7 @@ class TargetState:
     filters: str | None
     etag: str | None
     last_modified: str | None
+    content_id: int | None = None  # the current content, which a 304 would be a check of
 
 
 def target_states(con, names: list[str], key: str | None) -> dict[str, TargetState]:
@@ -155,7 +162,7 @@ def target_states(con, names: list[str], key: str | None) -> dict[str, TargetSta
     rows = con.run(
         """
         SELECT name, last_content_id IS NOT NULL, coalesce(CAST(:key AS text) = ANY(recent_keys), false),
-               filters, etag, last_modified
+               filters, etag, last_modified, last_content_id
         FROM scrape_targets WHERE name = ANY(CAST(:names AS text[]))
         """, names=names, key=key) if names else []
     return {row[0]: TargetState(*row[1:]) for row in rows}
@@ -192,12 +199,12 @@ def _clean(text: str | None) -> str | None:
 def _record_batch(con, checks: list[Check], key: str | None) -> list:
     targets = {row[1]: _Target(row[0], *row[2:]) for row in con.run(
         LOCK_TARGETS, names=[c.name for c in checks], urls=[c.url for c in checks], key=key)}
-    ok = [c for c in checks if c.error is None and not targets[c.name].duplicate]
+    stale = {c.name for c in checks if c.not_modified and not targets[c.name].duplicate and (
+        targets[c.name].last_content_id is None or c.base is not None and c.base != targets[c.name].last_content_id)}
+    ok = [c for c in checks if c.error is None and not targets[c.name].duplicate and c.name not in stale]
     failed = [c for c in checks if c.error is not None and not targets[c.name].duplicate]
     content_of = {}
     if ok:
-        # A 304 from a target with no content yet cannot be recorded: scrape.py never sends
-        # validators for such a target, so this would be a bug, and the batch fails loudly.
         rows = con.run(RECORD_CHECKS, checks=_json_rows(
             {"target_id": targets[c.name].id, "at": c.at.isoformat(), "filters": c.filters,
              "body": None if c.not_modified else c.body,
@@ -221,6 +228,8 @@ def _record_batch(con, checks: list[Check], key: str | None) -> list:
         target = targets[c.name]
         if target.duplicate:
             results.append(Recorded("duplicate") if c.error is None else None)
+        elif c.name in stale:
+            results.append(STALE)
         elif c.error is not None:
             retry = c.name in retries
             results.append(Failed(target.error_streak + (0 if retry else 1), target.error_streak))
