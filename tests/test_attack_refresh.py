@@ -447,5 +447,5 @@ def test_urlwatch_cache_rows_with_times_no_calendar_holds_are_skipped(tmp_path):
                     [(1e20, "far"), ("soon", "text"), (-1e12, "before"), (1700000000, "good")])
     con.commit()
     con.close()
-    (snapshot,) = urlwatch.read_cache(cache)[0]["g"]
+    (snapshot,) = urlwatch.read_cache(cache).history["g"]
     assert snapshot[1] == "good"

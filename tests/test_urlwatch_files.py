@@ -205,3 +205,17 @@ def test_snapshots_dated_ahead_of_this_clock_are_taken_as_seen_now_and_history_s
     times = sorted(t for _, seen in rows for t in seen)
     assert [body for body, _ in rows] == ["old", "from the future"]
     assert times[-1] <= datetime.now(timezone.utc) and times[-1] >= before - timedelta(seconds=1)
+
+
+def test_snapshots_over_the_page_cap_or_the_total_are_counted_and_the_newest_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(urlwatch, "MAX_SNAPSHOT_BYTES", 100)
+    monkeypatch.setattr(urlwatch, "MAX_IMPORT_BYTES", 250)
+    day = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
+    cache = urlwatch.read_cache(cache_file(tmp_path, [
+        ("g", day, "a" * 90), ("g", day + 1, "b" * 90), ("g", day + 2, "huge" * 100), ("g", day + 3, "c" * 90),
+        ("h", day + 4, "d" * 50)]))
+    assert [data[0] for _, data in cache.history["g"]] == ["b", "c"]  # a is the oldest past 250 bytes
+    assert [data[0] for _, data in cache.history["h"]] == ["d"]
+    assert (cache.too_big, cache.beyond_total, cache.ahead) == (1, 1, 0)
+    assert cache.notes("c.db") == ["c.db: 1 snapshots larger than 0 MB, a page's cap here: not imported",
+                                   "c.db: 1 older snapshots beyond 0 MB imported in all: not imported"]

@@ -390,12 +390,32 @@ def _with_password(url: str, password: str) -> str:
 # --- the cache --------------------------------------------------------------------------
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of ours another clock may be before we say so
+# What is imported, bounded like a page (fetch.py's 5 MB cap) and in all: the newest snapshots
+# are kept, older ones beyond the total are counted and left in the cache.
+MAX_SNAPSHOT_BYTES = 5 * 1024 * 1024
+MAX_IMPORT_BYTES = 512 * 1024 * 1024
 
 
-def read_cache(path: Path) -> tuple[dict[str, list[tuple[datetime, str]]], int]:
-    """guid -> [(time, data)], oldest first: every snapshot of urlwatch's minidb cache (rows of
-    failed checks, tries > 0, are not snapshots), and how many were dated ahead of this clock
-    (taken as seen now). Opened read-only: the file is never changed."""
+@dataclass
+class Cache:
+    """What urlwatch's cache holds for import: guid -> [(time, data)], oldest first."""
+    history: dict[str, list[tuple[datetime, str]]]
+    ahead: int = 0  # snapshots dated ahead of this clock (another clock's), taken as seen now
+    too_big: int = 0  # snapshots over MAX_SNAPSHOT_BYTES, not imported
+    beyond_total: int = 0  # older snapshots past MAX_IMPORT_BYTES in all, not imported
+
+    def notes(self, path) -> list[str]:
+        return [line for count, line in (
+            (self.ahead, f"snapshots dated more than {CLOCK_SKEW.seconds // 60} minutes ahead of this machine's"
+                         " clock (another clock?): taken as seen now"),
+            (self.too_big, f"snapshots larger than {MAX_SNAPSHOT_BYTES // 2**20} MB, a page's cap here: not imported"),
+            (self.beyond_total, f"older snapshots beyond {MAX_IMPORT_BYTES // 2**20} MB imported in all: not imported"),
+        ) if count for line in [f"{path}: {count} {line}"]]
+
+
+def read_cache(path: Path) -> Cache:
+    """Every snapshot of urlwatch's minidb cache (rows of failed checks, tries > 0, are not
+    snapshots), bounded as above. Opened read-only: the file is never changed."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file (urlwatch's cache is ~/.cache/urlwatch/cache.db by default)")
@@ -403,35 +423,44 @@ def read_cache(path: Path) -> tuple[dict[str, list[tuple[datetime, str]]], int]:
         con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise ConfigError(f"{path}: cannot open it as SQLite: {exc}") from None
+    cache, total, now = Cache({}), 0, datetime.now(timezone.utc)
     try:
-        rows = con.execute(CACHE_SNAPSHOTS).fetchall()
+        for guid, timestamp, data, size in con.execute(CACHE_SNAPSHOTS, {"max": MAX_SNAPSHOT_BYTES}):
+            try:
+                when = datetime.fromtimestamp(float(timestamp), timezone.utc)
+            except (TypeError, ValueError, OverflowError, OSError):  # not a time a datetime can hold: no snapshot
+                continue
+            if data is None:
+                cache.too_big += 1
+                continue
+            if total + size > MAX_IMPORT_BYTES:
+                cache.beyond_total += 1
+                continue
+            total += size
+            if when > now + CLOCK_SKEW:  # another machine's clock: taken as seen now, so history stays sorted
+                when, cache.ahead = now, cache.ahead + 1
+            if isinstance(data, bytes):
+                data = data.decode("utf-8", "replace")
+            cache.history.setdefault(str(guid), []).append((when, str(data)))
     except sqlite3.Error as exc:
         raise ConfigError(f"{path}: not urlwatch's SQLite cache (a table CacheEntry with guid, timestamp, data,"
                           f" tries): {exc}") from None
     finally:
         con.close()
-    history: dict[str, list[tuple[datetime, str]]] = {}
-    now = datetime.now(timezone.utc)
-    ahead = 0
-    for guid, timestamp, data in rows:
-        try:
-            when = datetime.fromtimestamp(float(timestamp), timezone.utc)
-        except (TypeError, ValueError, OverflowError, OSError):  # not a time a datetime can hold: no snapshot
-            continue
-        if when > now + CLOCK_SKEW:  # another machine's clock: taken as seen now, so history stays sorted
-            when, ahead = now, ahead + 1
-        if isinstance(data, bytes):
-            data = data.decode("utf-8", "replace")
-        history.setdefault(guid, []).append((when, str(data)))
-    return history, ahead
+    for snapshots in cache.history.values():
+        snapshots.reverse()  # read newest first (the newest are kept); imported oldest first
+        snapshots.sort(key=lambda snapshot: snapshot[0])  # stable: clamped times stay in saved order
+    return cache
 
 
 # Snapshots: rows saved when a page was new, changed, or checked again after failures
-# (tries 0, or NULL in old caches), in the order they were saved.
+# (tries 0, or NULL in old caches), newest first; one over the size cap comes without its data.
 CACHE_SNAPSHOTS = """
-SELECT guid, timestamp, data FROM CacheEntry
+SELECT guid, timestamp, CASE WHEN length(CAST(data AS BLOB)) > :max THEN NULL ELSE data END,
+       length(CAST(data AS BLOB))
+FROM CacheEntry
 WHERE (tries = 0 OR tries IS NULL) AND data IS NOT NULL AND timestamp IS NOT NULL
-ORDER BY timestamp, id
+ORDER BY timestamp DESC, id DESC
 """
 
 
@@ -491,11 +520,10 @@ def adopt(urls: str, cache: str | None = None, write: bool = False) -> str:
     if config.has_jobs_file():
         existing = {e.name: e.table.get("url") for e in config.entries() if e.kind == "scrape"}
     jobs = map_jobs(docs, existing)
-    history, ahead = read_cache(Path(cache)) if cache else ({}, 0)
+    read = read_cache(Path(cache)) if cache else Cache({})
+    history = read.history
     report = [f"from urlwatch: {urls}: {len(docs)} jobs, {sum(j.table is not None for j in jobs)} mapped"]
-    if ahead:
-        report.append(f"{cache}: {ahead} snapshots dated more than {CLOCK_SKEW.seconds // 60} minutes ahead of"
-                      " this machine's clock (another clock?): taken as seen now")
+    report += read.notes(cache)
     if cache:
         known = {job.guid for job in jobs}
         unknown = [guid for guid in history if guid not in known]
