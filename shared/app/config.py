@@ -79,13 +79,20 @@ def entries(path: Path | None = None) -> list[Entry]:
     return found
 
 
+MAX_JOBS_FILE_BYTES = 10 * 1024 * 1024  # thousands of jobs; more is not a jobs file
+
+
 def _read_toml(path: Path | None) -> tuple[dict, str]:
     if path is None and os.environ.get("JOBS_TOML"):
         text, source = os.environ["JOBS_TOML"], "$JOBS_TOML"
     else:
         path = path or jobs_file_path()
         try:
-            text, source = path.read_text(encoding="utf-8"), str(path)
+            with path.open("rb") as stream:
+                raw = stream.read(MAX_JOBS_FILE_BYTES + 1)
+            if len(raw) > MAX_JOBS_FILE_BYTES:
+                raise ConfigError(f"{path}: larger than {MAX_JOBS_FILE_BYTES // 2**20} MB: not a jobs file")
+            text, source = raw.decode("utf-8"), str(path)
         except FileNotFoundError:
             raise ConfigError(f"{path}: jobs file not found (set JOBS_FILE or create {DEFAULT_JOBS_FILE})") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -94,6 +101,8 @@ def _read_toml(path: Path | None) -> tuple[dict, str]:
         return tomllib.loads(text), source
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables by recursion
+        raise ConfigError(f"{source}: not a jobs file: values nested too deeply") from None
 
 
 def build(entry: Entry):
