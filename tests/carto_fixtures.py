@@ -8,6 +8,7 @@ import pytest
 from devtools.carto_emulator import CartoEmulator
 from shared.core import db
 from shared.refresh import carto
+from shared.refresh.job import RefreshJob
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-test-master-9f3c2b7a41"  # distinctive, so a leak is easy to find
@@ -34,3 +35,7 @@ def emulator(database_url):
     emu.start()
     yield emu
     emu.stop()
+
+
+def v2_job(url: str, **keys) -> RefreshJob:
+    return RefreshJob(**{"name": "j", "api_key": KEY, "username": "demo", "sql_api_url": url, **keys})

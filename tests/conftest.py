@@ -16,6 +16,7 @@ from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from devtools import localpg
+from tests.loopback import RawSite, Silent
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +108,21 @@ def moto_server(monkeypatch):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     yield env
     server.stop()
+
+
+# Loopback servers several test modules use (tests/loopback.py).
+
+@pytest.fixture
+def silent():
+    server = Silent()
+    yield server
+    server.close()
+
+
+
+@pytest.fixture
+def raw_site():
+    site = RawSite()
+    yield site
+    site.close()
+

@@ -497,3 +497,47 @@ def test_an_adoption_that_runs_out_of_time_says_so_and_changes_nothing(database_
     err = capsys.readouterr().err
     assert "a statement ran out of time" in err and "unavailable" not in err and err.count("\n") == 1, err
     assert table(db, "SELECT * FROM scraps ORDER BY id") == original
+
+
+# --- the seed's odd data ------------------------------------------------------------------
+
+@pytest.mark.parametrize("times", ["ARRAY[now() - interval '2 hours', NULL]",
+                                   "ARRAY['infinity', now() - interval '2 hours']",
+                                   "ARRAY['4713-01-01 00:00+00 BC', now() - interval '2 hours']"],
+                         ids=["NULL", "infinity", "BC"])
+def test_seed_times_no_tool_could_read_are_refused_with_one_line(database_url, db, jobs_file, times):
+    seed_run(db, "content")
+    db.run(f"INSERT INTO scraps (hash, body, seen_at) VALUES ('\\x01', 'odd', CAST({times} AS timestamptz[]))")
+    done = command("functions.migrate", "--adopt-seed", "agenda")
+    assert done.returncode == 2 and done.stderr.startswith("error: --adopt-seed: scraps rows 2 have check times")
+    assert "Traceback" not in done.stderr and db.run("SELECT to_regclass('scraps_seed')") == [[None]]
+
+
+@pytest.mark.parametrize("sql, words", [
+    ("INSERT INTO scraps (hash, body, seen_at) VALUES ('\\x01', 'content', ARRAY[now()])",
+     "error: --adopt-seed: scraps rows 1, 2 hold the same body"),
+    ("ALTER TABLE scraps ALTER COLUMN id TYPE bigint;"
+     "INSERT INTO scraps (id, hash, body, seen_at) VALUES (99999999999, '\\x02', 'b', ARRAY[now()])",
+     "error: adopting the seed's table: integer out of range (SQLSTATE 22003): nothing was changed"),
+], ids=["same body", "id out of range"])
+def test_seed_rows_that_cannot_be_adopted_are_refused_with_one_line(database_url, db, jobs_file, sql, words):
+    seed_run(db, "content")
+    for statement in sql.split(";"):
+        db.run(statement)
+    done = command("functions.migrate", "--adopt-seed", "agenda")
+    assert done.returncode == 2 and done.stderr.startswith(words), done.stderr
+    assert db.run("SELECT to_regclass('scraps_seed')") == [[None]]
+
+
+def test_unsorted_seed_times_are_adopted_sorted_and_counted(database_url, db, jobs_file):
+    seed_run(db, "content", "(now() - interval '5 hours')")
+    db.run("INSERT INTO scraps (hash, body, seen_at) VALUES ('\\x01', 'odd', ARRAY[now() - interval '1 hour',"
+           " now() - interval '3 hours', now() - interval '2 hours'])")
+    assert command("functions.migrate", "--adopt-seed", "agenda").returncode == 0
+    times = [row[0] for row in db.run("SELECT unnest(seen_at) FROM scrape_seen s JOIN scrape_contents c"
+                                      " ON c.id = s.content_id WHERE c.body = 'odd'")]
+    assert times == sorted(times) and len(times) == 3
+    report = command("functions.report")
+    assert report.returncode == 0 and "4 checks in all" in report.stdout
+    assert any(line.split()[1:2] == ["4"] for line in report.stdout.splitlines() if line.startswith("  20")), \
+        report.stdout  # all four in the day's row (a search in an unsorted segment found two)

@@ -4,13 +4,19 @@ to a webhook on loopback. CARTO is the loopback emulator over this test's databa
 
 import json
 import logging
+import os
+import socket
+import threading
+import time
 
 import pytest
 from werkzeug import Response
 
 from functions import carto_refresh
 from shared.app import entry
-from tests.carto_fixtures import FAST, KEY, emulator  # noqa: F401 (fixture)
+from tests.carto_fixtures import FAST, KEY, emulator, v2_job  # noqa: F401 (fixture)
+
+GENEROUS = 15.0  # seconds: far below what the broken code took (30 s and more), far above the work
 
 CALLS = "CREATE TABLE IF NOT EXISTS calls (at timestamptz DEFAULT now()); INSERT INTO calls DEFAULT VALUES"
 
@@ -135,3 +141,57 @@ def test_postgres_mode_records_via_and_rows(database_url, jobs_file, db):
     jobs_file('[[refresh]]\nname = "pg"\nmode = "postgres"\nsql = "INSERT INTO t SELECT generate_series(1, 3)"\n')
     assert carto_refresh.main(["--run-key", "k"]) == 0
     assert [r[2:6] for r in runs(db)] == [["ok", "PostgreSQL", 3, None]]
+
+
+# --- a history database that never answers, two deliveries at once, one going away ---
+
+def ok_answer(request):
+    return Response('{"rows":[{"process_data":4}],"total_rows":1}', content_type="application/json")
+
+
+def test_a_history_database_that_never_answers_does_not_hold_the_refresh(httpserver, silent, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://u:pw@127.0.0.1:{silent.port}/db?sslmode=disable")
+    monkeypatch.setenv("NOTIFY_URLS", "")
+    httpserver.expect_request("/api/v2/sql").respond_with_handler(ok_answer)
+    started = time.monotonic()
+    (result,) = runs.refresh([v2_job(httpserver.url_for("/api/v2/sql"), time_budget=20)], run_key="k", timing=FAST)
+    assert time.monotonic() - started < GENEROUS
+    assert result.outcome == "ok" and "history not recorded" in result.notice, result
+
+
+def test_two_deliveries_of_one_run_at_once_call_carto_once(httpserver, database_url, monkeypatch):
+    monkeypatch.setenv("NOTIFY_URLS", "")
+    calls = []
+
+    def slow(request):
+        calls.append(1)
+        time.sleep(1.0)
+        return ok_answer(request)
+
+    httpserver.expect_request("/api/v2/sql").respond_with_handler(slow)
+    job = v2_job(httpserver.url_for("/api/v2/sql"))
+    results = []
+    threads = [threading.Thread(target=lambda: results.extend(runs.refresh([job], run_key="same", timing=FAST)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.outcome for r in results) == ["duplicate", "ok"] and len(calls) == 1
+
+
+def test_a_database_gone_between_claim_and_finish_still_gives_the_line(httpserver, database_url, monkeypatch, db):
+    monkeypatch.setenv("NOTIFY_URLS", "")
+    gone = socket.create_server(("127.0.0.1", 0))
+    port = gone.getsockname()[1]
+    gone.close()  # nothing listens there any more
+
+    def answer_then_lose_the_database(request):
+        os.environ["DATABASE_URL"] = f"postgresql://u:pw@127.0.0.1:{port}/db?sslmode=disable"
+        return Response('{"error":["boom"]}', status=400, content_type="application/json")
+
+    httpserver.expect_request("/api/v2/sql").respond_with_handler(answer_then_lose_the_database)
+    (result,) = runs.refresh([v2_job(httpserver.url_for("/api/v2/sql"))], run_key="k1", timing=FAST)
+    assert (result.outcome, result.reason) == ("error", "HTTP 400: boom")
+    assert result.notice.startswith("history not recorded: cannot connect to") and "pw" not in result.notice
+    assert db.run("SELECT outcome FROM refresh_runs") == [["running"]]  # claimed, never finished

@@ -21,6 +21,7 @@ from shared.refresh import answer as carto_answer
 from shared.refresh import carto, postgres
 from shared.refresh.job import RefreshJob
 from shared.refresh.outcome import Outcome
+from shared.refresh import run as refresh_run
 from tests import runs
 from tests.carto_fixtures import FAST, KEY, TOKEN, emulator  # noqa: F401 (fixture)
 
@@ -457,3 +458,79 @@ def test_the_whole_run_still_reports_the_bikeways_refresh(emulator, database_url
     (result,) = runs.refresh([RefreshJob(name="b", api_key=KEY, sql_api_url=emulator.sql_url())],
                                 timing=FAST)
     assert result.outcome == "ok" and result.reason.endswith(", 1 row: process_data = 4")
+
+
+# --- PostgreSQL mode: within the time budget, never a silent rollback; absurd timeouts ---
+
+def sleeping(db) -> list:
+    return db.run("SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()")
+
+
+def test_a_statement_that_lifts_its_statement_timeout_is_still_stopped_and_cancelled(database_url, db):
+    job = RefreshJob(name="pg", mode="postgres", sql="SET statement_timeout = 0; SELECT pg_sleep(60)",
+                     statement_timeout=1)
+    started = time.monotonic()
+    (result,) = runs.refresh([job])
+    assert time.monotonic() - started < GENEROUS
+    assert result.outcome == "error" and result.reason.startswith("statement timeout: stopped after"), result
+    for _ in range(100):  # the server stopped it too (not only our end of the connection)
+        if not sleeping(db):
+            break
+        time.sleep(0.1)
+    assert not sleeping(db)
+
+
+def test_a_time_budget_shorter_than_the_statement_timeout_says_so(database_url):
+    job = RefreshJob(name="pg", mode="postgres", sql="SELECT pg_sleep(60)", time_budget=1.5)
+    (result,) = runs.refresh([job])
+    assert result.reason.startswith("the time budget ran out during the statement"), result
+
+
+def test_a_database_that_accepts_and_never_answers_costs_the_budget_not_30_seconds(silent):
+    job = RefreshJob(name="pg", mode="postgres", time_budget=3,
+                     database_url=f"postgresql://u:pw@127.0.0.1:{silent.port}/db?sslmode=disable")
+    started = time.monotonic()
+    with pytest.raises(Exception):
+        refresh_run.refresh(job, time.monotonic() + job.time_budget, FAST)
+    assert time.monotonic() - started < GENEROUS
+
+
+def test_a_transaction_left_open_is_a_failure_not_a_silent_rollback(database_url, db):
+    (left_open,) = runs.refresh([RefreshJob(name="pg", mode="postgres", sql="BEGIN; CREATE TABLE kept (a int)")])
+    assert left_open.outcome == "error" and "left a transaction open" in left_open.reason
+    (committed,) = runs.refresh([RefreshJob(name="pg", mode="postgres",
+                                               sql="BEGIN; CREATE TABLE kept (a int); COMMIT")])
+    assert committed.outcome == "ok" and db.run("SELECT to_regclass('kept') IS NOT NULL")[0][0]
+
+
+@pytest.mark.parametrize("sql", ["SELECT repeat('x', 64 * 1024 * 1024)",
+                                 "DO $$BEGIN RAISE EXCEPTION '%', repeat('e', 64 * 1024 * 1024); END$$"],
+                         ids=["a huge value", "a huge error"])
+def test_a_huge_value_or_error_is_not_read_whole(database_url, sql):
+    """pg8000 reads each message whole and decodes it: a 200 MB value cost 840 MB."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        (result,) = runs.refresh([RefreshJob(name="pg", mode="postgres", sql=sql)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16_000_000, peak
+    if result.outcome == "ok":  # counted, its value not read
+        assert result.reason.startswith("done on PostgreSQL in") and result.reason.endswith(" s, 1 row")
+    else:  # the error's beginning
+        assert result.reason.startswith("SQLSTATE P0001: eee") and len(result.reason) < 5000, result.reason[:300]
+
+
+@pytest.mark.parametrize("setting", ["time_budget = inf", "read_timeout = nan", "connect_timeout = 1e300"])
+def test_absurd_timeouts_are_refused_with_one_line(setting, monkeypatch, capsys):
+    """inf overflowed the deadline's timer (a traceback on stderr, no watchdog), nan the socket timeout."""
+    from functions import carto_refresh
+
+    monkeypatch.setenv("JOBS_TOML", f'[[refresh]]\nname = "x"\nusername = "demo"\napi_key = "{KEY}"\n{setting}\n'
+                                    'sql_api_url = "http://127.0.0.1:9/api/v2/sql"\n')  # loopback, should it run
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert carto_refresh.main(["--time-budget", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: $JOBS_TOML: [[refresh]] job 'x': key ") and err.count("\n") == 1, err

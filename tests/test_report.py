@@ -26,6 +26,7 @@ from shared.app.report import render
 from shared.refresh import store as refresh_history
 from shared.scrape import store
 from tests.seed import BREAKDOWN as SEED_BREAKDOWN
+from tests.test_adopt import command
 
 UTC = timezone.utc
 
@@ -617,3 +618,34 @@ document.body.dataset.widths = [innerWidth, root.clientWidth, root.scrollWidth,
     dom, console = render_in_chromium(phone, tmp_path)
     window, width, page_width, svg_width = map(int, re.search(r'data-widths="([^"]*)"', dom).group(1).split())
     assert console == [] and window == 390 and page_width == width and width - 40 < svg_width < width
+
+
+def test_the_report_never_links_a_script(database_url, db):
+    from shared.app import schema
+
+    schema.ensure(db)
+    db.run("INSERT INTO scrape_targets (name, url, last_ok_at) VALUES ('x', 'javascript:alert(1)', now())")
+    done = command("functions.report", "--html", "-")
+    assert done.returncode == 0 and "javascript:alert(1)" in done.stdout
+    assert 'href="javascript' not in done.stdout.lower()
+
+
+def test_an_empty_html_path_is_a_usage_error(database_url):
+    done = command("functions.report", "--html", "")
+    assert done.returncode == 2 and done.stderr.startswith("error: --html") and "Traceback" not in done.stderr
+
+
+def test_an_sql_error_while_reading_the_report_is_one_line(database_url, db):
+    """History a former version adopted (a NULL check time in a segment): one line, exit 1."""
+    from shared.app import schema
+
+    schema.ensure(db)
+    target = db.run("INSERT INTO scrape_targets (name, url, last_ok_at) VALUES ('x', 'https://e.org', now())"
+                    " RETURNING id")[0][0]
+    content = db.run("INSERT INTO scrape_contents (target_id, hash, body, checks, first_seen, last_seen)"
+                     " VALUES (:t, '\\x01', 'b', 2, now(), now()) RETURNING id", t=target)[0][0]
+    db.run("INSERT INTO scrape_seen VALUES (:c, 0, ARRAY[now() - interval '1 hour', NULL, now()])", c=content)
+    done = command("functions.report")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: reading the report: ") and "(SQLSTATE 22004)" in done.stderr
+    assert done.stderr.count("\n") == 1

@@ -219,3 +219,42 @@ def test_snapshots_over_the_page_cap_or_the_total_are_counted_and_the_newest_kep
     assert (cache.too_big, cache.beyond_total, cache.ahead) == (1, 1, 0)
     assert cache.notes("c.db") == ["c.db: 1 snapshots larger than 0 MB, a page's cap here: not imported",
                                    "c.db: 1 older snapshots beyond 0 MB imported in all: not imported"]
+
+
+LAUGHS = "".join(f'{a}: &{a} [{", ".join([f"*{b}"] * 10)}]\n' for b, a in zip("abcdef", "bcdefg"))
+
+
+def test_urlwatch_jobs_with_line_breaks_aliases_and_odd_filters_are_notes(tmp_path, monkeypatch, capsys):
+    import tomllib
+
+    from functions import migrate
+
+    urls = tmp_path / "urls.yaml"
+    urls.write_text('name: "nl"\nurl: "https://example.org/a"\n? "bad\\nkey"\n: 1\nfilter:\n  - "x\\ny"\n'
+                    '---\nname: "laughs"\nurl: "https://example.org/b"\na: &a ["x","x","x","x","x","x","x","x","x","x"]\n'
+                    + LAUGHS + "filter:\n  - css: *g\n"
+                    '---\nname: "typed"\nurl: "https://example.org/c"\nfilter:\n  - css: [1, 2]\n  - re.sub: 5\n')
+    monkeypatch.setenv("JOBS_FILE", str(tmp_path / "jobs.toml"))
+    monkeypatch.delenv("JOBS_TOML", raising=False)
+    assert migrate.main(["--adopt-urlwatch", str(urls)]) == 0
+    out = capsys.readouterr().out
+    assert [job["name"] for job in tomllib.loads(out)["scrape"]] == ["nl", "typed"]
+    assert "# job #2: its YAML (aliases expanded) holds more than 100,000 values: not read, not written," \
+           " its history not imported" in out.splitlines()
+    assert len(out) < 20_000 and "not mapped" in out
+
+
+def test_urlwatch_cache_rows_with_times_no_calendar_holds_are_skipped(tmp_path):
+    import sqlite3
+
+    from shared.app import urlwatch
+
+    cache = tmp_path / "cache.db"
+    con = sqlite3.connect(cache)
+    con.execute("CREATE TABLE CacheEntry (id INTEGER PRIMARY KEY, guid TEXT, timestamp, data, tries INTEGER, etag TEXT)")
+    con.executemany("INSERT INTO CacheEntry (guid, timestamp, data, tries) VALUES ('g', ?, ?, 0)",
+                    [(1e20, "far"), ("soon", "text"), (-1e12, "before"), (1700000000, "good")])
+    con.commit()
+    con.close()
+    (snapshot,) = urlwatch.read_cache(cache).history["g"]
+    assert snapshot[1] == "good"

@@ -52,7 +52,7 @@ class Adopted:
                 + (f" {self.ahead:,} check times were dated more than {CLOCK_SKEW} ahead of the database's clock"
                    " (another clock?): taken as seen now." if self.ahead else "")
                 + " Remove the article's own Scheduler job"
-                f" (its INSERT into scraps now fails on the view): this project's scrape job replaces it")
+                " (its INSERT into scraps now fails on the view): this project's scrape job replaces it")
 
 
 def adopt_seed(con, job) -> Adopted:

@@ -207,7 +207,10 @@ def new_pool(hosts: int = 10, per_host: int = 2) -> urllib3.PoolManager:
         num_pools=max(10, min(hosts, 1000)), maxsize=per_host,
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
         # Follow redirects, retry nothing else: a failed check is reported, and the next run retries.
-        retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=MAX_REDIRECTS),
+        # read=1: a kept-alive connection the server closed just as it was reused ("Connection
+        # aborted" before any answer) is tried once more on a fresh one (GET only: urllib3 retries
+        # only idempotent methods). Every try stays within the fetch's one deadline.
+        retries=urllib3.Retry(total=None, connect=0, read=1, status=0, other=0, redirect=MAX_REDIRECTS),
     )
     manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
     return manager
@@ -244,6 +247,10 @@ def _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, 
     except (MaxRetryError, HTTPError, ValueError) as exc:
         raise _failure(exc, url, connect_timeout, total_timeout, watch.expired) from None
     clean = False  # whether the answer was read to its end, so its connection may serve another
+    if not _reusable(response) and response.connection is not None and response.status in (204, 304):
+        # Nothing of it is read, and urllib3 would pool the connection at the first read, leftover
+        # bytes and all: closed now, it is pooled closed and the next request reconnects.
+        response.connection.close()
     try:
         if not (200 <= response.status < 300 or response.status == 304):
             # 4xx/5xx, and what never carries the page: a redirect without Location, 1xx, 300.

@@ -1,52 +1,19 @@
-"""Hostile pages, events and URLs: whatever a server or an event sends, its own target fails
-alone with a reason, or is stored; the other targets of the run are always stored. Examples
-first, then properties (hypothesis) over random bytes, charsets, headers and events, through
-the real fetch, filters and storage on the real PostgreSQL."""
+"""Pages whatever their bytes: charsets, header and status lines nobody sends, bodies that break
+filters. The target fails alone with a reason, or is stored; the run's other targets are always
+stored. Examples first, then properties (hypothesis) over random bytes, charsets and headers,
+through the real fetch, filters and storage on the real PostgreSQL."""
 
 import codecs
-import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.app import events
 from shared.core import db as shared_db
-from shared.core import log
-from shared.core.errors import EventError
 from shared.scrape import fetch
 from shared.scrape.job import ScrapeJob
 from tests import runs
-from tests.loopback import RawServer
-
-
-class RawSite(RawServer):
-    """Answers each path with raw bytes (status line, headers and body exactly as given)."""
-
-    def __init__(self):
-        self.answers: dict[str, bytes] = {}
-        self.keep_open: set[str] = set()  # paths whose connection stays open after the answer
-        super().__init__()
-
-    def respond(self, conn, target, request):
-        path = target.lstrip("/")
-        conn.sendall(self.answers.get(path, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
-        if path in self.keep_open:  # and answer whatever comes next on it with garbage
-            while conn.recv(4096):
-                conn.sendall(b"garbage, not HTTP\r\n\r\n")
-
-
-@pytest.fixture
-def raw_site():
-    site = RawSite()
-    yield site
-    site.close()
-
-
-def answer(body: bytes, status: bytes = b"200 OK", headers: list[bytes] = ()) -> bytes:
-    head = [b"HTTP/1.1 " + status, *headers, b"Content-Length: %d" % len(body), b"Connection: close"]
-    return b"\r\n".join(head) + b"\r\n\r\n" + body
-
+from tests.loopback import RawSite, answer
 
 HEALTHY = [f"healthy-{i}" for i in range(3)]
 
@@ -110,29 +77,6 @@ def test_headers_and_status_lines_nobody_sends(database_url, db, raw_site):
     assert stored_etag is None or "\x00" not in stored_etag
 
 
-def test_a_page_echoing_its_secret_url_never_stores_or_sends_the_secret(database_url, db, raw_site, monkeypatch):
-    secret = "tok-8c1f2e9d7b"
-    monkeypatch.setenv("FEED_TOKEN", secret)
-    log.add_secret(secret)  # what expanding ${FEED_TOKEN} does
-    url = raw_site.url(f"echo?token={secret}")
-    raw_site.answers[f"echo?token={secret}"] = answer(f"<p>you asked for {url}</p>".encode())
-    (result,) = runs.scrape([ScrapeJob("echo", url)])
-    assert result.outcome == "new"
-    body, target_url = db.run("SELECT c.body, t.url FROM scrape_contents c JOIN scrape_targets t ON t.id = c.target_id")[0]
-    assert secret not in body and "***" in body and secret not in target_url
-
-
-def test_a_password_in_a_literal_url_is_secret_and_never_in_a_generated_name(database_url, db, raw_site, capsys):
-    from functions import scrape as scrape_fn
-
-    raw_site.answers["p"] = answer(b"<p>x</p>")
-    url = f"http://reader:pw-literal-5521@127.0.0.1:{raw_site.port}/p"
-    assert scrape_fn.main(["--url", url]) == 0
-    out = capsys.readouterr().out
-    assert "pw-literal-5521" not in out and "reader" not in out
-    assert "pw-literal-5521" not in json.dumps(db.run("SELECT name, url FROM scrape_targets"))
-
-
 def test_two_ad_hoc_urls_differing_only_in_their_query_are_two_targets(database_url, db, raw_site, capsys):
     from functions import scrape as scrape_fn
 
@@ -142,25 +86,6 @@ def test_two_ad_hoc_urls_differing_only_in_their_query_are_two_targets(database_
     assert scrape_fn.main(["--url", raw_site.url("p?a=2")]) == 0
     assert [line.split(":")[1].strip() for line in capsys.readouterr().out.splitlines()] == ["new", "new"]
     assert db.run("SELECT count(*) FROM scrape_targets")[0][0] == 2
-
-
-@pytest.mark.parametrize("event, message", [
-    ({"Records": ["not an object"]}, "SQS record #1 is not an object"),
-    ({"Records": [{"messageId": "m1", "body": "[1, 2]"}]}, "SQS record m1: event must be a JSON object, not list"),
-    ({"Records": [{"messageId": "m1", "body": "{not json"}]}, "SQS record m1 has no JSON body"),
-    ({"scheduled_time": "yesterday"}, "event 'scheduled_time' is not a time such as 2026-11-21T10:00:00Z"),
-    ({"scheduled_time": 17}, "event 'scheduled_time' must be a string, not int"),
-    ({"job": "a\x00b"}, "event 'job' holds a NUL"),
-    ({"url": "http://x/\x00"}, "event 'url' holds a NUL"),
-    ({"url": "http://x/ y"}, "event 'url' holds spaces or control characters"),
-    ({"run_key": "k" * 5000}, "event 'run_key' must be 1 to 2048 characters"),
-    ({"run_key": "\ud800"}, "event 'run_key' holds a NUL or an unpaired surrogate"),
-    ({"name": ["x"]}, "event 'name' must be a string, not list"),
-])
-def test_bad_events_are_one_line_event_errors(event, message):
-    with pytest.raises(EventError) as caught:
-        events.parse_all(event)
-    assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
 # --- properties --------------------------------------------------------------------------------
@@ -183,23 +108,6 @@ header_text = st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace
 def test_any_body_with_any_charset_decodes_to_storable_text(raw, label):
     text = fetch.decode(raw, f"text/html; charset={label}")
     assert isinstance(text, str) and shared_db.storable(text) == text
-
-
-@given(event=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
-                          lambda children: st.lists(children, max_size=3)
-                          | st.dictionaries(st.sampled_from(["job", "jobs", "url", "name", "run_key", "scheduled_time",
-                                                             "time", "detail-type", "Records", "body", "schedule"])
-                                            | st.text(max_size=8), children, max_size=4), max_leaves=12))
-@settings(max_examples=300, deadline=None)
-def test_any_event_parses_or_is_an_event_error(event):
-    try:
-        requests = events.parse_all(event)
-    except EventError as exc:
-        assert "\n" not in str(exc)
-        return
-    for request in requests:
-        for value in (request.run_key, request.url, request.name, *(request.jobs or [])):
-            assert value is None or shared_db.storable(value) == value
 
 
 @given(raw_body=bodies, label=st.sampled_from(LABELS), etag=header_text, status=st.sampled_from(
