@@ -6,7 +6,7 @@ With nothing configured it needs no network and no database: without DATABASE_UR
 starts a local PostgreSQL keeping its data in .local/pgdata (git-ignored, so history
 survives between runs); without JOBS_FILE it serves the bundled demo page (and a CARTO
 emulator) on loopback and runs events/jobs.demo.toml with their addresses written in, as
-.local/jobs.demo.toml. `--url` checks that page instead (a manual invoke event).
+.local/jobs.demo.<pid>.toml (removed after the run). `--url` checks that page instead (a manual invoke event).
 Like EventBridge Scheduler, it replaces `<aws.scheduler.scheduled-time>` in the event with
 the current time, so each run is a new scheduled run.
 """
@@ -51,10 +51,11 @@ def serve_carto_emulator(load_example: bool) -> tuple[str, str]:
     if load_example:
         con = db.connect()
         try:
+            con.run("SELECT pg_advisory_lock(hashtext('invoke-local: bikeways example'))")  # one loader at a time
             for name in ("schema.sql", "sample_data.sql"):
                 con.run((ROOT / "examples" / "bikeways" / name).read_text())
         finally:
-            con.close()
+            con.close()  # which releases the lock
     key = "demo-master-key"
     emulator = CartoEmulator(os.environ["DATABASE_URL"], {"demo": key})
     emulator.start()
@@ -68,7 +69,7 @@ def demo_jobs_file(addresses: dict[str, str]) -> Path:
     text = (ROOT / "events" / "jobs.demo.toml").read_text()
     for name, value in addresses.items():
         text = text.replace(f'"${{{name}}}"', json.dumps(value))  # only as a value, not in comments
-    out = ROOT / ".local" / "jobs.demo.toml"
+    out = ROOT / ".local" / f"jobs.demo.{os.getpid()}.toml"  # one per run: two runs at once each have their own
     out.parent.mkdir(exist_ok=True)
     out.write_text(text)
     return out
@@ -99,10 +100,12 @@ def _invoke(function: str, event_path: str, url: str | None) -> int:
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = localpg.ensure_server(ROOT / ".local" / "pgdata")
         print("using the local PostgreSQL in .local/pgdata (set DATABASE_URL to use another)", file=sys.stderr)
+    demo_file = None
     if not os.environ.get("JOBS_FILE"):
         # The demo file's [[refresh]] job needs the emulator even when only scrape runs.
         carto_url, os.environ["DEMO_CARTO_API_KEY"] = serve_carto_emulator(load_example=function == "carto_refresh")
-        os.environ["JOBS_FILE"] = str(demo_jobs_file({"DEMO_URL": serve_demo_site(), "DEMO_CARTO_SQL_API_URL": carto_url}))
+        demo_file = demo_jobs_file({"DEMO_URL": serve_demo_site(), "DEMO_CARTO_SQL_API_URL": carto_url})
+        os.environ["JOBS_FILE"] = str(demo_file)
     event = load_event(event_path, url)
     print(f"event: {json.dumps(event)}", file=sys.stderr)
 
@@ -112,6 +115,9 @@ def _invoke(function: str, event_path: str, url: str | None) -> int:
     except Exception as exc:  # the edge: show what Lambda would record as the error
         print(f"handler raised {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if demo_file:
+            demo_file.unlink(missing_ok=True)
     print(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -13,6 +13,7 @@ the user's folders is changed.
 Not deployed: only `make invoke-local` and the tests use it.
 """
 
+import fcntl
 import hashlib
 import os
 import pwd
@@ -38,7 +39,18 @@ def url_for(datadir: Path, database: str = "postgres") -> str:
 def ensure_server(datadir: Path, extra_options: str = "", before_start=None) -> str:
     """Start (initialising if new) a server keeping its data in `datadir`; return its URL.
     A server already running there is reused. `extra_options` are more `-c name=value` server
-    settings; `before_start(datadir, owner)` may add files (a TLS key, pg_hba lines) first."""
+    settings; `before_start(datadir, owner)` may add files (a TLS key, pg_hba lines) first.
+    Safe to call from several processes at once (two `make invoke-local` in one clone): they
+    take turns on a lock file beside `datadir`, so one creates and starts the server and the
+    others find it running."""
+    wanted = Path(os.path.abspath(datadir))
+    wanted.parent.mkdir(parents=True, exist_ok=True)
+    with open(wanted.parent / f".{wanted.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process ends
+        return _ensure_server(wanted, extra_options, before_start)
+
+
+def _ensure_server(datadir: Path, extra_options: str, before_start) -> str:
     pg_ctl = shutil.which("pg_ctl") or _debian_pg_ctl()
     if pg_ctl is None:
         return _pgserver(Path(datadir).resolve())
@@ -46,12 +58,7 @@ def ensure_server(datadir: Path, extra_options: str = "", before_start=None) -> 
     datadir = reachable_datadir(Path(datadir)) if run_as else Path(datadir).resolve()
     bindir = Path(pg_ctl).resolve().parent
     if not (datadir / "PG_VERSION").exists():
-        datadir.mkdir(parents=True, exist_ok=True)
-        if run_as:
-            shutil.chown(datadir, "postgres", "postgres")
-        datadir.chmod(0o700)
-        _run(run_as + [str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust",
-                       "--no-sync", "-E", "UTF8", "--locale", "C"], "initdb")
+        _initdb(datadir, bindir, run_as)
     if subprocess.run(run_as + [pg_ctl, "status", "-D", str(datadir)], capture_output=True).returncode != 0:
         if before_start:
             before_start(datadir, "postgres" if run_as else None)
@@ -60,6 +67,26 @@ def ensure_server(datadir: Path, extra_options: str = "", before_start=None) -> 
         _run(run_as + [pg_ctl, "start", "-w", "-D", str(datadir), "-l", str(datadir / "server.log"),
                        "-o", options], "pg_ctl start", datadir / "server.log")
     return url_for(datadir)
+
+
+def _initdb(datadir: Path, bindir: Path, run_as: list[str]) -> None:
+    """A new cluster made beside `datadir` and renamed into place: an initdb cut short (a killed
+    process) leaves no half-made folder where the server is looked for."""
+    if datadir.exists() and any(datadir.iterdir()):
+        raise LocalPostgresError(f"{datadir} holds files but no PostgreSQL cluster (no PG_VERSION):"
+                                 " remove it, and a new one is made there")
+    building = datadir.with_name(f"{datadir.name}.initdb-{os.getpid()}")
+    for stale in datadir.parent.glob(f"{datadir.name}.initdb-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # a cut-short initdb's, under the same lock
+    building.mkdir(parents=True)
+    if run_as:
+        shutil.chown(building, "postgres", "postgres")
+    building.chmod(0o700)
+    _run(run_as + [str(bindir / "initdb"), "-D", str(building), "-U", "postgres", "-A", "trust",
+                   "--no-sync", "-E", "UTF8", "--locale", "C"], "initdb")
+    if datadir.exists():
+        datadir.rmdir()  # empty, as checked above
+    building.rename(datadir)
 
 
 def stop_server(datadir: Path) -> None:
