@@ -116,8 +116,9 @@ def _invoke(function: str, event_path: str, url: str | None) -> int:
         print(f"handler raised {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
-        if demo_file:
+        if demo_file:  # this run's own: gone with it, and no later run in this process points at it
             demo_file.unlink(missing_ok=True)
+            os.environ["JOBS_FILE"] = ""
     print(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -212,7 +212,7 @@ def test_an_invalid_refresh_time_budget_is_a_usage_error(monkeypatch, capsys):
 
     monkeypatch.setenv("REFRESH_TIME_BUDGET", "soon")
     assert carto_refresh.main([]) == 2
-    assert "REFRESH_TIME_BUDGET='soon' must be a positive number of seconds" in capsys.readouterr().err
+    assert "REFRESH_TIME_BUDGET='soon' must be a number of seconds above 0" in capsys.readouterr().err
 
 
 def test_a_refused_login_is_not_retried(database_url, monkeypatch, capsys):

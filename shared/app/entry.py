@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from shared.app import config, events, kinds, schema
-from shared.core import errors, log, secrets, shard
+from shared.core import errors, log, numbers, secrets, shard
 from shared.core.errors import ConfigError, JobError
 from shared.core.kind import Kind, Run
 from shared.core.result import INVALID, Result, exit_code
@@ -94,9 +94,9 @@ def time_budget(kind: Kind, given: float | None = None) -> float | None:
     elif os.environ.get(variable):
         source = variable
         try:
-            value = float(os.environ[variable])
-        except ValueError:
-            raise ConfigError(f"{variable}={os.environ[variable]!r} must be a positive number of seconds") from None
+            value = numbers.decimal(os.environ[variable], variable, 0, 7 * 86400, " of seconds")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     else:
         return HEROKU_BUDGET if os.environ.get("DYNO") else None
     if not 0 < value < float("inf"):

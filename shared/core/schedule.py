@@ -12,6 +12,8 @@ is read (check_cron), so a mistake names the job and the field instead of failin
 import re
 from dataclasses import dataclass
 
+from shared.core import numbers
+
 EVERY = {"10m": 600, "1h": 3600, "1d": 86400}  # seconds between runs
 
 _DAILY_AT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -155,12 +157,12 @@ def _check_item(spec: CronField, item: str) -> None:
     if spec.name == "day-of-week" and "#" in item:
         day, _, nth = item.partition("#")
         _value(spec, day)
-        if not nth.isdigit() or not 1 <= int(nth) <= 5:
+        if not numbers.is_whole(nth) or not 1 <= int(nth) <= 5:
             raise ValueError(f"'#{nth}' must be #1 to #5 (the nth such day of the month)")
         return
     start, slash, step = item.partition("/")
     if slash:
-        if not step.isdigit() or int(step) < 1:
+        if not numbers.is_whole(step) or int(step) < 1:
             raise ValueError(f"increment '/{step}' must be a whole number of at least 1")
     if start == "*":
         return
@@ -173,7 +175,7 @@ def _check_item(spec: CronField, item: str) -> None:
 def _value(spec: CronField, text: str) -> int:
     if text.upper() in spec.names:
         return spec.low + spec.names.index(text.upper())
-    if text.isdigit():
+    if numbers.is_whole(text):
         if not spec.low <= int(text) <= spec.high:
             raise ValueError(f"{text} is not in {spec.low}-{spec.high}")
         return int(text)

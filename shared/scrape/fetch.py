@@ -32,7 +32,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from shared.core import db, log
+from shared.core import db, log, numbers
 from shared.core.names import USER_AGENT
 from shared.scrape import memory
 
@@ -256,7 +256,7 @@ def _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, 
             # 4xx/5xx, and what never carries the page: a redirect without Location, 1xx, 300.
             raise FetchError(f"HTTP {response.status} {response.reason or ''}".strip())
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
+        if numbers.is_whole(declared) and int(declared) > max_bytes:
             raise FetchError(f"body of {int(declared)} bytes is over the {max_bytes} byte cap")
         raw = bytearray()
         # read1 returns what has arrived instead of waiting for a full chunk, so the deadline

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+from shared.core import numbers
 from shared.core.errors import ConfigError
 
 DEFAULT_MB = 160
@@ -83,6 +84,7 @@ def from_environment() -> Budget:
     value = os.environ.get("SCRAPE_MEMORY_MB")
     if value is None:
         return Budget(DEFAULT_MB * 1024 * 1024)
-    if not value.isdigit() or not 16 <= int(value) <= 65536:
-        raise ConfigError(f"SCRAPE_MEMORY_MB={value[:20]!r} must be a whole number of megabytes from 16 to 65536")
-    return Budget(int(value) * 1024 * 1024)
+    try:
+        return Budget(numbers.whole(value, "SCRAPE_MEMORY_MB", 16, 65536, " of megabytes") * 1024 * 1024)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

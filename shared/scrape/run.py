@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from shared.core import db, log
+from shared.core import db, log, numbers
 from shared.core.errors import ConfigError
 from shared.core.names import NAME_RULE, valid_name
 from shared.core.result import DUPLICATE, ERROR, SKIPPED, Result
@@ -45,9 +45,10 @@ PRUNE_MARGIN = 5  # seconds pruning needs before the deadline; without them it w
 
 def parse_concurrency(value: str, source: str) -> int:
     """A concurrency setting as written (--concurrency, $SCRAPE_CONCURRENCY): 1 to 500."""
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 500:
-        raise ConfigError(f"{source}={value!r} must be a whole number from 1 to 500")
-    return int(value)
+    try:
+        return numbers.whole(value, source, 1, 500)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def default_concurrency() -> int:

@@ -37,6 +37,7 @@ import time
 import weakref
 from pathlib import Path
 
+from shared.core import numbers
 from shared.scrape import filters
 from shared.scrape.filter_worker import ANSWER, FILTER_ERROR, NO_MEMORY, OK, REQUEST, UNEXPECTED
 
@@ -59,7 +60,7 @@ def default_size() -> int:
     """Workers kept: one per usable CPU, 2 to 4; one in a small Lambda, whose whole sandbox
     (the run and its workers) shares one memory limit and less than one CPU."""
     lambda_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
-    if lambda_mb.isdigit() and int(lambda_mb) < SMALL_LAMBDA_MB:
+    if numbers.is_whole(lambda_mb) and int(lambda_mb) < SMALL_LAMBDA_MB:
         return 1
     try:
         cpus = len(os.sched_getaffinity(0))

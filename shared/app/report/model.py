@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
+from shared.core import numbers
 from shared.core.errors import ConfigError
 from shared.notify import diff
 
@@ -418,7 +419,7 @@ def database_failure(exc: Exception, doing: str) -> Exception:
 def plan_limit_bytes() -> int:
     raw = os.environ.get("DB_PLAN_LIMIT_MB") or str(DEFAULT_PLAN_LIMIT_MB)
     try:
-        megabytes = float(raw)
+        megabytes = numbers.decimal(raw, "DB_PLAN_LIMIT_MB", 0, MAX_PLAN_LIMIT_MB)
     except ValueError:
         megabytes = float("nan")
     if not 0 < megabytes <= MAX_PLAN_LIMIT_MB:  # also false for nan and inf
