@@ -287,6 +287,7 @@ def put_secrets(aws: Aws) -> list[str]:
 def deploy(zip_path: Path, secrets_from_env: bool = False, bucket: str | None = None) -> list[str]:
     """Deploy; the lines to print."""
     the_plan = plan.load()  # a wrong jobs file or budget stops here, before anything on AWS changes
+    rendered = template.render(the_plan)  # and a template CloudFormation would refuse
     if not zip_path.exists():
         raise ConfigError(f"{zip_path} not found: run `make build` first (make deploy-aws does)")
     zip_jobs_file(zip_path)
@@ -298,7 +299,7 @@ def deploy(zip_path: Path, secrets_from_env: bool = False, bucket: str | None = 
     bucket = artifacts_bucket(aws, bucket)
     ensure_bucket(aws, bucket)
     code_key = upload(aws, bucket, zip_path.read_bytes(), "lambda", ".zip")
-    template_key = upload(aws, bucket, json.dumps(template.render(the_plan), indent=1).encode(), "template", ".json")
+    template_key = upload(aws, bucket, json.dumps(rendered, indent=1).encode(), "template", ".json")
     cfn = aws.client("cloudformation")
     status = apply(cfn, template_url(aws, bucket, template_key), {"CodeBucket": bucket, "CodeKey": code_key})
     remove_artifacts(aws, bucket, keep=(code_key, template_key))  # older zips: no stack refers to them now

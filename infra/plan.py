@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from shared.app import config
 from shared.app.kinds import KINDS
+from shared.core import numbers
 from shared.core.errors import ConfigError
 from shared.core.schedule import EVERY
 
@@ -58,7 +59,7 @@ FUNCTIONS = {
 # kind may shard). More of its jobs than this on one schedule: the schedule invokes the
 # dispatcher, which queues shards, instead of one invocation running them all.
 SHARDED = next(kind.name for kind in KINDS.values() if kind.shardable)
-DISPATCH_THRESHOLD = int(os.environ.get("DISPATCH_THRESHOLD", "100"))
+DISPATCH_THRESHOLD = 100  # jobs; $DISPATCH_THRESHOLD overrides
 WORK_QUEUE = f"{STACK}-{SHARDED}-shards"
 SHARDS_AT_ONCE = 5  # the most shards running together, budget permitting
 MIN_QUEUE_CONCURRENCY = 2  # SQS event source mappings accept a MaximumConcurrency of 2 to 1000
@@ -120,7 +121,7 @@ def schedules(jobs_schedules: list) -> tuple[ScheduleSpec, ...]:
     for (kind, expression), members in groups.items():
         names = tuple(name for name, _ in members)
         function = FUNCTIONS[kind]
-        if kind == SHARDED and len(names) > DISPATCH_THRESHOLD:
+        if kind == SHARDED and len(names) > dispatch_threshold():
             function = FUNCTIONS["dispatch"]
         out.append(ScheduleSpec(schedule_name(function.kind, expression), function, expression,
                                 _max_age(members[0][1]), names))
@@ -129,9 +130,37 @@ def schedules(jobs_schedules: list) -> tuple[ScheduleSpec, ...]:
 
 def connections_from_environment() -> int:
     value = os.environ.get("DB_CONNECTIONS", str(DEFAULT_CONNECTIONS))
-    if not value.strip().isdigit() or int(value) < 1:
-        raise ConfigError(f"DB_CONNECTIONS={value!r} must be a whole number of database connections, at least 1")
-    return int(value)
+    try:
+        return numbers.whole(value, "DB_CONNECTIONS", 1, 10_000, " of database connections")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def dispatch_threshold() -> int:
+    value = os.environ.get("DISPATCH_THRESHOLD")
+    if value is None:
+        return DISPATCH_THRESHOLD
+    try:
+        return numbers.whole(value, "DISPATCH_THRESHOLD", 1, 100_000, " of jobs")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+# CloudFormation's stack names; 50 characters at most, so that every name made from it (the
+# longest: "<stack>-carto_refresh", a Lambda function's at most 64) stays within AWS's limits.
+STACK_NAME_RULE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,49}")
+ARCHITECTURES = ("x86_64", "arm64")
+
+
+def check_settings() -> None:
+    """The deploy settings, checked before anything is planned or sent to AWS: one line each."""
+    if not STACK_NAME_RULE.fullmatch(STACK):
+        raise ConfigError(f"STACK_NAME={STACK[:80]!r} must be 1 to 50 letters, digits and hyphens, starting with a"
+                          " letter (CloudFormation's stack names; the functions, queues and schedules are named"
+                          " after it)")
+    if ARCHITECTURE not in ARCHITECTURES:
+        raise ConfigError(f"LAMBDA_ARCH={ARCHITECTURE[:40]!r} must be {' or '.join(ARCHITECTURES)}")
+    dispatch_threshold()
 
 
 def budget(specs: tuple[ScheduleSpec, ...], connections: int, source: str = "the jobs file") -> tuple[dict, int]:
@@ -166,6 +195,7 @@ def make(jobs_schedules: list, connections: int = DEFAULT_CONNECTIONS, source: s
 
 def load() -> Plan:
     """The plan for the jobs file ($JOBS_TOML, $JOBS_FILE or ./jobs.toml) and $DB_CONNECTIONS."""
+    check_settings()
     return make(config.schedules(), connections_from_environment(), config.jobs_source())
 
 

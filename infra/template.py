@@ -16,6 +16,7 @@ from pathlib import Path
 
 from infra import plan
 from shared.app import entry
+from shared.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,6 +99,7 @@ def render(p: plan.Plan) -> dict:
                 },
             },
         }
+    check(p, resources)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"{plan.STACK}: scheduled {' and '.join(plan.KINDS)} jobs (generated from the jobs file)",
@@ -112,6 +114,41 @@ def render(p: plan.Plan) -> dict:
                                     "Description": f"at most, of DB_CONNECTIONS={p.connections}"},
         },
     }
+
+
+# What CloudFormation refuses, checked before anything on AWS changes: its resource limit, and
+# the physical names AWS accepts for each type (property, longest, characters).
+MAX_RESOURCES = 500
+NAME_RULES = {
+    "AWS::Lambda::Function": ("FunctionName", 64, r"[A-Za-z0-9_-]+"),
+    "AWS::SQS::Queue": ("QueueName", 80, r"[A-Za-z0-9_-]+"),
+    "AWS::Scheduler::Schedule": ("Name", 64, r"[0-9A-Za-z_.-]+"),
+    "AWS::Scheduler::ScheduleGroup": ("Name", 64, r"[0-9A-Za-z_.-]+"),
+    "AWS::Logs::LogGroup": ("LogGroupName", 512, r"[A-Za-z0-9_./#-]+"),
+    "AWS::IAM::Role": ("RoleName", 64, r"[A-Za-z0-9_+=,.@-]+"),
+    "AWS::SNS::Topic": ("TopicName", 256, r"[A-Za-z0-9_-]+"),
+    "AWS::CloudWatch::Alarm": ("AlarmName", 255, r"[^\x00-\x1f\x7f]+"),
+}
+
+
+def check(p: plan.Plan, resources: dict) -> None:
+    """ConfigError (one line) for a template CloudFormation would refuse."""
+    if len(resources) > MAX_RESOURCES:
+        per = len(resources) // max(1, len(p.schedules))
+        raise ConfigError(f"the template needs {len(resources)} AWS resources, more than CloudFormation's"
+                          f" {MAX_RESOURCES} per stack: {len(p.schedules)} distinct schedules; give more jobs the"
+                          " same schedule (each distinct schedule adds its own resources)"
+                          + (f", about {per} each" if per > 1 else ""))
+    for logical, resource in resources.items():
+        rule = NAME_RULES.get(resource["Type"])
+        if rule is None:
+            continue
+        key, longest, chars = rule
+        name = resource.get("Properties", {}).get(key)
+        if isinstance(name, str) and not (len(name) <= longest and re.fullmatch(chars, name)):
+            raise ConfigError(f"{resource['Type']} {logical}: {key} {name[:80]!r} is not a name AWS accepts"
+                              f" (at most {longest} of {chars.strip('[]+')}): shorten STACK_NAME or the job's"
+                              " schedule")
 
 
 def _targets(p: plan.Plan) -> list[str]:

@@ -523,3 +523,55 @@ def test_the_failure_reason_is_the_first_failed_resource_of_the_latest_operation
         " ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its"
         " minimum value of [100]. (Service: Lambda, Status Code: 400)\"")
     assert "console" in deploy.first_failure(events[:1])
+
+
+# --- what CloudFormation would refuse, refused first in one line ---------------------------------
+
+@pytest.mark.parametrize("stack, says", [
+    ("my_jobs", "STACK_NAME='my_jobs' must be 1 to 50 letters, digits and hyphens, starting with a letter"),
+    ("9lives", "STACK_NAME='9lives' must be"),
+    ("x" * 51, "STACK_NAME='" + "x" * 51 + "' must be"),
+    ("jobs\u00e9", "STACK_NAME='jobs\u00e9' must be"),
+])
+def test_a_stack_name_aws_would_refuse_is_one_line_before_anything(jobs_file, monkeypatch, stack, says):
+    monkeypatch.setattr(plan, "STACK", stack)
+    with pytest.raises(ConfigError) as refused:
+        plan.load()
+    assert str(refused.value).startswith(says) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("variable, value", [("DB_CONNECTIONS", "\u00b9\u2070"), ("DB_CONNECTIONS", "\u0661\u0660"),
+                                             ("DB_CONNECTIONS", " 10"), ("DISPATCH_THRESHOLD", "1e3"),
+                                             ("DISPATCH_THRESHOLD", "+5")])
+def test_numeric_settings_are_plain_ascii_digits(jobs_file, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=rf"^{variable}='.*' must be a whole number"):
+        plan.load()
+
+
+def test_an_architecture_lambda_does_not_have_is_refused(jobs_file, monkeypatch):
+    monkeypatch.setattr(plan, "ARCHITECTURE", "arm")
+    with pytest.raises(ConfigError, match="^LAMBDA_ARCH='arm' must be x86_64 or arm64$"):
+        plan.load()
+
+
+def test_more_resources_than_a_stack_holds_is_refused_saying_how_to_fit(monkeypatch):
+    times = [f"{h:02d}:{m:02d}" for h in range(24) for m in range(0, 60, 2)][:520]
+    monkeypatch.setenv("JOBS_TOML", "".join(f'[[refresh]]\nname = "r{i}"\nsql = "SELECT 1"\nat = "{at}"\n'
+                                            for i, at in enumerate(times)))
+    monkeypatch.setenv("DB_CONNECTIONS", "5000")
+    with pytest.raises(ConfigError) as refused:
+        template.render(plan.load())
+    message = str(refused.value)
+    assert message.startswith("the template needs ") and "more than CloudFormation's 500 per stack" in message
+    assert "give more jobs the same schedule" in message and "\n" not in message
+
+
+def test_a_physical_name_past_aws_limits_is_refused(jobs_file, monkeypatch):
+    p = plan.load()
+    monkeypatch.setattr(plan, "STACK", "s" * 60)  # past the settings' check, as a plan made by hand could be
+    long = plan.FunctionSpec("scrape", "s" * 60 + "-scrape", "functions.scrape.handler", 60, 512)
+    with pytest.raises(ConfigError, match=r"AWS::Lambda::Function \w+: FunctionName 's+-scrape' is not a name AWS"
+                                          r" accepts \(at most 64"):
+        template.render(plan.Plan(p.schedules, (long,) + p.functions[1:], p.reserved, p.queue_concurrency,
+                                  p.connections))
