@@ -471,7 +471,7 @@ def test_seed_check_times_ahead_of_the_database_clock_are_taken_as_seen_now_and_
     seed_run(db, "<p>v2</p>", "(now() + interval '2 days')")
     assert migrate_fn.main(["--adopt-seed", "agenda"]) == 0
     out = capsys.readouterr().out
-    assert "2 check times were dated more than 5 minutes ahead of the database's clock (another clock?): taken as" \
+    assert "2 check times dated more than 5 minutes ahead of the database's clock (another clock?): taken as" \
            " seen now." in out
     now = db.run("SELECT now()")[0][0]
     times = [t for (seen,) in db.run("SELECT seen_at FROM scraps ORDER BY id") for t in seen]

@@ -270,9 +270,9 @@ def test_summary_and_forecast(db, monkeypatch):
     assert lines[1:6] == [
         "",
         "Summary: 1 failing, 1 stopped, 1 missed, 1 ok",
-        "  failing  scrape   broken: 1 failed checks in a row: HTTP 500",
+        "  failing  scrape   broken: 1 failed check in a row: HTTP 500",
         "  stopped  scrape   stopped: no run since 2016-04-06 11:50 UTC: 73 runs missed",
-        "  missed   scrape   agenda: 5 runs missed, 1 gaps",
+        "  missed   scrape   agenda: 5 runs missed, 1 gap",
     ]
     assert lines[6] == ""  # then the targets, as before
 
@@ -353,7 +353,7 @@ def test_refresh_runs_failures_missed_runs_and_durations_per_day(db):
         "  2016-04-07      1      1      0 1 min 00 s 1 min 00 s",
         "  2016-04-08      1      1      0      5.0 s      5.0 s",
         "  Total:          4      2      1     16.0 s 1 min 00 s",
-        "  gap 2016-04-05 04:10 UTC to 2016-04-07 04:00 UTC: 1 runs missed",
+        "  gap 2016-04-05 04:10 UTC to 2016-04-07 04:00 UTC: 1 run missed",
         "",
     ]
     assert "  last run 2016-04-08 10:00 UTC: still running; last success 2016-04-07 10:00 UTC, failure streak 0" in lines
@@ -444,7 +444,7 @@ def test_report_shows_refresh_jobs_of_the_jobs_file(database_url, db, tmp_path, 
     assert f"  {(now - timedelta(days=1)).date()}      0      0      1" in nightly  # the missed run
     assert any(line.startswith(f"  {now.date()}      1      0      0 ") for line in nightly)
     assert any(line.startswith("  Total:          2      0      1 ") for line in nightly)
-    assert any(line.startswith(f"  gap {two_days_ago:%Y-%m-%d %H:%M} UTC to ") and line.endswith(": 1 runs missed")
+    assert any(line.startswith(f"  gap {two_days_ago:%Y-%m-%d %H:%M} UTC to ") and line.endswith(": 1 run missed")
                for line in nightly)
     assert broken[0] == "broken  refresh job  every 1d"  # a refresh job's default schedule
     assert broken[1].endswith("last success never, failure streak 1") and ": failed after " in broken[1]
@@ -565,7 +565,7 @@ def test_html_page_renders_in_chromium_without_console_errors(db, tmp_path):
     assert re.search(r'<span class="d">-v2</span>\s*<span class="a">\+v4</span>', agenda)
     minutes = re.search(r'data-target="minutes.*?">(.*?)</section>', dom, re.S).group(1)
     assert "6 failed checks in a row: timed out" in minutes and 'class="gaps"' in minutes  # stopped at 12:00
-    assert "1 newest of 1 versions" in minutes and "the oldest version kept" in minutes
+    assert "1 newest of 1 version" in minutes and "the oldest version kept" in minutes
 
     nightly = re.search(r'<section class="refresh" id="r\d+" data-refresh="nightly &lt;sql&gt;">(.*?)</section>',
                         dom, re.S)

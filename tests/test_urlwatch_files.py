@@ -175,7 +175,7 @@ def test_without_write_a_cache_is_counted_and_nothing_is_imported_with_write_it_
 
     assert migrate_fn.main(["--adopt-urlwatch", str(urls), cache]) == 0
     out = capsys.readouterr().out
-    assert f"# {cache}: 2 snapshots of 1 jobs; nothing imported yet: --write imports them into $DATABASE_URL" \
+    assert f"# {cache}: 2 snapshots of 1 job; nothing imported yet: --write imports them into $DATABASE_URL" \
         in out.splitlines()
     assert db.run("SELECT to_regclass('scrape_targets') IS NULL")[0][0]  # not even the schema was made
     assert not (tmp_path / "jobs.toml").exists()
@@ -199,7 +199,7 @@ def test_snapshots_dated_ahead_of_this_clock_are_taken_as_seen_now_and_history_s
     before = datetime.now(timezone.utc)
     assert migrate_fn.main(["--adopt-urlwatch", str(urls), cache, "--write"]) == 0
     out = capsys.readouterr().out
-    assert (f"{cache}: 1 snapshots dated more than 5 minutes ahead of this machine's clock (another clock?):"
+    assert (f"{cache}: 1 snapshot dated more than 5 minutes ahead of this machine's clock (another clock?):"
             " taken as seen now") in out.splitlines()
     rows = db.run("SELECT body, seen_at FROM scraps ORDER BY id")
     times = sorted(t for _, seen in rows for t in seen)
@@ -217,8 +217,8 @@ def test_snapshots_over_the_page_cap_or_the_total_are_counted_and_the_newest_kep
     assert [data[0] for _, data in cache.history["g"]] == ["b", "c"]  # a is the oldest past 250 bytes
     assert [data[0] for _, data in cache.history["h"]] == ["d"]
     assert (cache.too_big, cache.beyond_total, cache.ahead) == (1, 1, 0)
-    assert cache.notes("c.db") == ["c.db: 1 snapshots larger than 0 MB, a page's cap here: not imported",
-                                   "c.db: 1 older snapshots beyond 0 MB imported in all: not imported"]
+    assert cache.notes("c.db") == ["c.db: 1 snapshot larger than 0 MB, a page's cap here: not imported",
+                                   "c.db: 1 older snapshot beyond 0 MB imported in all: not imported"]
 
 
 LAUGHS = "".join(f'{a}: &{a} [{", ".join([f"*{b}"] * 10)}]\n' for b, a in zip("abcdef", "bcdefg"))

@@ -25,6 +25,7 @@ from shared.app import schema
 from shared.core import log
 from shared.core.db import DatabaseRefused, DatabaseUnavailable, classify, sqlstate, storable, transaction
 from shared.core.errors import ConfigError
+from shared.core.text import plural
 from shared.scrape import filters, store
 from shared.scrape.store import SEED_KEPT, SEGMENT_SIZE
 
@@ -46,10 +47,10 @@ class Adopted:
             return (f"nothing to adopt: the seed's table was adopted before (kept as {SEED_KEPT}); "
                     f"scraps is this project's view")
         span = f" from {self.first:%Y-%m-%d %H:%M} to {self.last:%Y-%m-%d %H:%M} UTC" if self.first else ""
-        return (f"adopted the seed's table into target {self.target!r}: {self.versions:,} versions,"
-                f" {self.check_times:,} check times{span}; the table is kept as {SEED_KEPT};"
+        return (f"adopted the seed's table into target {self.target!r}: {plural(self.versions, 'version')},"
+                f" {plural(self.check_times, 'check time')}{span}; the table is kept as {SEED_KEPT};"
                 f" schema at version {len(schema.MIGRATIONS)}."
-                + (f" {self.ahead:,} check times were dated more than {CLOCK_SKEW} ahead of the database's clock"
+                + (f" {plural(self.ahead, 'check time')} dated more than {CLOCK_SKEW} ahead of the database's clock"
                    " (another clock?): taken as seen now." if self.ahead else "")
                 + " Remove the article's own Scheduler job"
                 " (its INSERT into scraps now fails on the view): this project's scrape job replaces it")
@@ -208,7 +209,7 @@ class Imported:
             return f"{self.target}: history not imported: {self.skipped}"
         if not self.snapshots:
             return f"{self.target}: no snapshot to import"
-        return (f"{self.target}: imported {self.snapshots:,} snapshots ({self.versions:,} versions) from"
+        return (f"{self.target}: imported {plural(self.snapshots, 'snapshot')} ({plural(self.versions, 'version')}) from"
                 f" {self.first:%Y-%m-%d %H:%M} to {self.last:%Y-%m-%d %H:%M} UTC")
 
 

@@ -197,7 +197,7 @@ def argument_parser(check_text: bool = True, **options):
             parsed = super().parse_args(args, namespace)
             for dest, value in vars(parsed).items() if check_text else ():
                 for item in value if isinstance(value, list) else [value]:
-                    if isinstance(item, str):
+                    if isinstance(item, str) and item:  # an empty one is the command's to refuse
                         try:
                             events.argument(item, labels.get(dest, dest))
                         except ConfigError as exc:

@@ -14,6 +14,7 @@ from shared.app import config, schema
 from shared.core import db, log
 from shared.core.db import transaction
 from shared.core.errors import ConfigError, WorkFailed
+from shared.core.text import one_line, plural
 from shared.notify import diff
 from shared.scrape import fetch, filters, store
 from shared.scrape.job import ScrapeJob
@@ -118,7 +119,7 @@ def list_text(con) -> str:
         total += size
     if len(rows) == 1:
         return "no history yet\n"
-    return _table(rows, right={2, 3, 6, 7}) + f"{_count(len(rows) - 1, 'job')}, {_size(total)} stored\n"
+    return _table(rows, right={2, 3, 6, 7}) + f"{plural(len(rows) - 1, 'job')}, {_size(total)} stored\n"
 
 
 # --- show, diff ---------------------------------------------------------------------------
@@ -135,7 +136,7 @@ class Version:
     current: bool
 
     def span(self) -> str:
-        return f"first seen {_second(self.first)}, last seen {_second(self.last)} UTC, {_count(self.checks, 'check')}"
+        return f"first seen {_second(self.first)}, last seen {_second(self.last)} UTC, {plural(self.checks, 'check')}"
 
 
 # A target's versions, oldest first, and its row's facts.
@@ -166,15 +167,15 @@ def show_text(con, name: str, number: int | None = None) -> str:
     if number is not None:
         version = _pick(name, versions, number)
         return con.run(BODY, id=version.content_id)[0][0] + "\n"
-    lines = [f"{name}: {url}"]
+    lines = [f"{name}: {one_line(url)}"]
     if versions:
         checks = sum(v.checks for v in versions)
-        lines.append(f"{_count(len(versions), 'version')}, {_count(checks, 'check')}, from {_second(versions[0].first)}"
+        lines.append(f"{plural(len(versions), 'version')}, {plural(checks, 'check')}, from {_second(versions[0].first)}"
                      f" to {_second(max(v.last for v in versions))} UTC")
     else:
         lines.append("no version stored")
     if streak:
-        lines.append(f"failing: {_count(streak, 'failed check')} in a row, the last at {_second(error_at)} UTC: {error}")
+        lines.append(f"failing: {plural(streak, 'failed check')} in a row, the last at {_second(error_at)} UTC: {one_line(error)}")
     rows = [("version", "first seen (UTC)", "last seen (UTC)", "checks", "size", "")]
     for v in reversed(versions):
         rows.append((str(v.number), _second(v.first), _second(v.last), f"{v.checks:,}", _size(v.bytes),
@@ -187,7 +188,7 @@ def diff_text(con, name: str, a: int | None = None, b: int | None = None) -> str
     current one to the current one (the last change), or from `a` to the current one."""
     _, versions = _target(con, name)
     if len(versions) < 2:
-        raise ConfigError(f"{name} has {_count(len(versions), 'version')}: nothing to diff")
+        raise ConfigError(f"{name} has {plural(len(versions), 'version')}: nothing to diff")
     current = next((v for v in versions if v.current), versions[-1])
     if a is None:
         before = max((v for v in versions if v is not current), key=lambda v: (v.last, v.number))
@@ -286,7 +287,7 @@ def delete(con, name: str, yes: bool, kind: str | None = None) -> str:
             raise ConfigError(f"{name} is a scrape target and a refresh job: say which with --kind scrape or --kind refresh")
         if target:
             versions, times, errors, size = con.run(TARGET_SIZE, id=target[0][0])[0]
-            what = (f"{_count(versions, 'version')}, {_count(times, 'check time')}, {_count(errors, 'failed check')},"
+            what = (f"{plural(versions, 'version')}, {plural(times, 'check time')}, {plural(errors, 'failed check')},"
                     f" {_size(size)}")
             if not yes:
                 raise ConfigError(f"delete {name} drops its whole history ({what}): add --yes")
@@ -295,7 +296,7 @@ def delete(con, name: str, yes: bool, kind: str | None = None) -> str:
                     " at its next check\n")
         if refresh:
             _, runs, size = refresh[0]
-            what = f"{_count(runs, 'run')}, {_size(size)}"
+            what = f"{plural(runs, 'run')}, {_size(size)}"
             if not yes:
                 raise ConfigError(f"delete {name} drops the refresh job's whole history ({what}): add --yes")
             con.run(DELETE_REFRESH, name=name)
@@ -313,9 +314,9 @@ def prune(con, days: int, names: list[str] | None = None) -> str:
             raise ConfigError(f"no target named {', '.join(map(repr, missing))} in the history")
     chosen = list(dict.fromkeys(names)) if names else known
     pruned = store.prune(con, [(name, days) for name in chosen], slack_days=0)
-    return (f"pruned {pruned.targets} of {_count(len(chosen), 'target')} to their last {_count(days, 'day')}:"
-            f" {_count(pruned.versions, 'version')}, {_count(pruned.check_times, 'check time')} and"
-            f" {_count(pruned.errors, 'failed check')} dropped; {_count(pruned.rows, 'row')} and {_size(pruned.bytes)}"
+    return (f"pruned {pruned.targets} of {plural(len(chosen), 'target')} to their last {plural(days, 'day')}:"
+            f" {plural(pruned.versions, 'version')}, {plural(pruned.check_times, 'check time')} and"
+            f" {plural(pruned.errors, 'failed check')} dropped; {plural(pruned.rows, 'row')} and {_size(pruned.bytes)}"
             " freed\n")
 
 
@@ -327,11 +328,6 @@ def _minute(when: datetime | None) -> str:
 
 def _second(when: datetime | None) -> str:
     return f"{when:%Y-%m-%d %H:%M:%S}" if when else "-"
-
-
-def _count(n: int, word: str) -> str:
-    """'1 check', '2,282 checks'."""
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def _size(size: int) -> str:

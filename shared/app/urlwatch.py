@@ -31,6 +31,7 @@ import yaml
 
 from shared.core import log
 from shared.core.errors import ConfigError
+from shared.core.text import plural
 from shared.scrape import filters
 
 URL_KEYS_MAPPED = {"url", "name", "filter", "max_tries", "timeout", "ignore_cached", "kind"}
@@ -405,12 +406,12 @@ class Cache:
     beyond_total: int = 0  # older snapshots past MAX_IMPORT_BYTES in all, not imported
 
     def notes(self, path) -> list[str]:
-        return [line for count, line in (
-            (self.ahead, f"snapshots dated more than {CLOCK_SKEW.seconds // 60} minutes ahead of this machine's"
+        return [f"{path}: {plural(count, what[0], what[1])} {words}" for count, what, words in (
+            (self.ahead, ("snapshot", "snapshots"), f"dated more than {CLOCK_SKEW.seconds // 60} minutes ahead of this machine's"
                          " clock (another clock?): taken as seen now"),
-            (self.too_big, f"snapshots larger than {MAX_SNAPSHOT_BYTES // 2**20} MB, a page's cap here: not imported"),
-            (self.beyond_total, f"older snapshots beyond {MAX_IMPORT_BYTES // 2**20} MB imported in all: not imported"),
-        ) if count for line in [f"{path}: {count} {line}"]]
+            (self.too_big, ("snapshot", "snapshots"), f"larger than {MAX_SNAPSHOT_BYTES // 2**20} MB, a page's cap here: not imported"),
+            (self.beyond_total, ("older snapshot", "older snapshots"), f"beyond {MAX_IMPORT_BYTES // 2**20} MB imported in all: not imported"),
+        ) if count]
 
 
 def read_cache(path: Path) -> Cache:
@@ -522,7 +523,7 @@ def adopt(urls: str, cache: str | None = None, write: bool = False) -> str:
     jobs = map_jobs(docs, existing)
     read = read_cache(Path(cache)) if cache else Cache({})
     history = read.history
-    report = [f"from urlwatch: {urls}: {len(docs)} jobs, {sum(j.table is not None for j in jobs)} mapped"]
+    report = [f"from urlwatch: {urls}: {plural(len(docs), 'job')}, {sum(j.table is not None for j in jobs)} mapped"]
     report += read.notes(cache)
     if cache:
         known = {job.guid for job in jobs}
@@ -534,10 +535,10 @@ def adopt(urls: str, cache: str | None = None, write: bool = False) -> str:
             report += [line.line() for line in imported]
         else:
             found = [len(history.get(job.guid, [])) for job in jobs if job.table is not None]
-            report.append(f"{cache}: {sum(found)} snapshots of {sum(n > 0 for n in found)} jobs;"
+            report.append(f"{cache}: {plural(sum(found), 'snapshot')} of {plural(sum(n > 0 for n in found), 'job')};"
                           " nothing imported yet: --write imports them into $DATABASE_URL")
         if unknown:
-            report.append(f"{len(unknown)} histories in {cache} belong to no URL job of {urls}: not imported")
+            report.append(f"{plural(len(unknown), 'history', 'histories')} in {cache} belong to no URL job of {urls}: not imported")
     new = [job for job in jobs if job.table is None or job.name not in existing]
     same = [job.name for job in jobs if job.table is not None and job.name in existing]
     if same:

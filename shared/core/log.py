@@ -13,10 +13,19 @@ message, argument or traceback carries it. Modules that learn a secret call `add
 import json
 import logging
 import os
+import re
 import sys
 from datetime import datetime, timezone
 
 _secrets: set[str] = set()
+_pattern = None  # one compiled expression for every registered secret; None: to build anew
+
+# What may split a secret where it is shown: whitespace and line breaks (an answer folding it
+# across lines), control characters and terminal escape sequences, zero-width characters and
+# soft hyphens.
+# An ANSI escape sequence (CSI: ESC [ ... final byte) counts as one gap.
+GAP = "(?:[\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028\u2029\u2060\ufeff]|\x1b\\[[0-?]*[ -/]*[@-~])"
+_GAP = re.compile(GAP)
 
 # Libraries that talk a lot at INFO: quiet unless LOG_LEVEL=DEBUG.
 CHATTY = ("apprise", "botocore", "boto3", "urllib3", "s3transfer", "requests")
@@ -32,8 +41,12 @@ URL_SAFE = "!$&'()*+,;=:@/?~"
 
 def add_secret(value: str | None) -> None:
     """Remember a value that must never appear in a log line (ignored if short or empty)."""
+    global _pattern
     if value and len(value) >= 4:
-        _secrets.update(form for form in _forms(value) if len(form) >= 4)
+        new = {form for form in _forms(value) if len(_GAP.sub("", form)) >= 4} - _secrets
+        if new:
+            _secrets.update(new)
+            _pattern = None
 
 
 def _forms(value: str) -> set[str]:
@@ -49,10 +62,42 @@ def _forms(value: str) -> set[str]:
 
 
 def redact(text: str) -> str:
-    """Return `text` with every registered secret replaced by `***`."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    """Return `text` with every registered secret replaced by `***`, also where whitespace, line
+    breaks or control characters split it (the whole span goes, splits included)."""
+    global _pattern
+    if not _secrets or not text:
+        return text
+    if _pattern is None:
+        _pattern = _compile(_secrets)
+    return _pattern.sub("***", text)
+
+
+def _compile(secrets: set[str]) -> "re.Pattern":
+    """One expression for all the secrets' forms: a trie of their characters (so each place in a
+    text is tried against the first characters once, not against every secret), any run of GAP
+    characters allowed between two characters. Secret characters and gaps never overlap (a
+    secret's own spaces are gaps), so matching never backtracks far: linear in the text."""
+    trie: dict = {}
+    for secret in secrets:
+        node = trie
+        for char in _GAP.sub("", secret):
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def pattern(node: dict) -> str | None:
+        branches = []
+        for char in sorted(c for c in node if c):
+            child, rest = node[char], pattern(node[char])
+            if rest is None:
+                branches.append(re.escape(char))
+            else:
+                tail = f"{GAP}*{rest}"
+                branches.append(re.escape(char) + (f"(?:{tail})?" if "" in child else tail))
+        if not branches:
+            return None
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    return re.compile(pattern(trie))
 
 
 class JsonFormatter(logging.Formatter):

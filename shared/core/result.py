@@ -8,6 +8,7 @@ if any failed, else 0.
 from dataclasses import dataclass
 
 from shared.core import errors
+from shared.core.text import one_line
 
 # Every outcome a result may have.
 NEW = "new"  # scrape: a target's first check
@@ -42,8 +43,9 @@ class Result:
         return errors.FAILED if self.failed else 0
 
     def line(self) -> str:
-        return (f"{self.name}: {self.outcome}" + (f": {self.reason}" if self.reason else "")
-                + (f" ({self.notice})" if self.notice else ""))
+        """One printable line, whatever a server put in the reason (shared/core/text.py)."""
+        return one_line(f"{self.name}: {self.outcome}" + (f": {self.reason}" if self.reason else "")
+                        + (f" ({self.notice})" if self.notice else ""), None)
 
 
 def exit_code(results: list[Result]) -> int:

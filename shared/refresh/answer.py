@@ -10,6 +10,7 @@ import json
 import re
 
 from shared.core import log
+from shared.core.text import one_line as text_one_line
 
 # What one answer may cost in memory, whatever its size: read CHUNK_BYTES at a time; keep at
 # most KEEP_KEYS top-level values (the rows aside), KEEP_BYTES each, and the first row.
@@ -314,16 +315,9 @@ def _readable(text: str, cut: bool) -> str:
     return text[:max(0, len(text) - SECRET_MARGIN)] if cut else text
 
 
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
-
-
 def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
-    """`text` as one line of a result, log or message: secrets redacted first (a cut never
-    leaves part of one), control characters and line breaks as spaces, no lone surrogate
-    (stdout and PostgreSQL refuse them), at most `limit` characters."""
-    text = log.redact(str(text))
-    text = " ".join(_UNPRINTABLE.sub(" ", text).split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    """core.text.one_line with this module's default limit."""
+    return text_one_line(text, limit)
 
 
 def short(body) -> str:

@@ -23,6 +23,7 @@ from shared.core import db, log, numbers
 from shared.core.errors import ConfigError
 from shared.core.names import NAME_RULE, valid_name
 from shared.core.result import DUPLICATE, ERROR, SKIPPED, Result
+from shared.core.text import one_line
 from shared.notify import messages
 from shared.notify.outbox import Outbox
 from shared.scrape import fetch, filters, memory, sandbox, store
@@ -39,6 +40,7 @@ BATCH_SIZE = 100  # checks written per transaction, at most
 BATCH_BYTES = 16 * 1024 * 1024  # ... and memory of bodies per transaction (one JSON parameter)
 BATCH_SECONDS = 5  # ... and seconds a fetched check waits to be written
 STORAGE_FAILED = "storage failed"
+ERROR_CHARS = 1000  # of a failed check's reason, stored and shown: what a server said, in one line
 WRITE_MARGIN = 10  # seconds kept before a deadline to write what was fetched
 PRUNE_MARGIN = 5  # seconds pruning needs before the deadline; without them it waits for the next run
 
@@ -319,12 +321,12 @@ def _check_target(http, job: ScrapeJob, state: store.TargetState | None, hold: m
         body = box.apply(job, page.text, job.timeout - (time.monotonic() - started))
         body = log.redact(body)  # a page may echo the secret URL it was fetched from
     except (fetch.FetchError, filters.FilterError) as exc:
-        logger.warning("%s: %s failed: %s", job.name, job.url, exc)
-        return store.Check(job.name, log.redact(job.url), at, error=log.redact(str(exc)))
+        logger.warning("%s: %s failed: %s", job.name, job.url, one_line(exc))
+        return store.Check(job.name, log.redact(job.url), at, error=one_line(exc, ERROR_CHARS))
     except Exception as exc:  # a bug or a page nobody foresaw: this target fails, the run goes on
         logger.exception("%s: checking %s failed unexpectedly", job.name, job.url)
         return store.Check(job.name, log.redact(job.url), at,
-                             error=log.redact(f"unexpected {type(exc).__name__}: {exc}"))
+                           error=one_line(f"unexpected {type(exc).__name__}: {exc}", ERROR_CHARS))
     keep = job.conditional and not page.redirected  # a redirect's validators belong to another URL
     return store.Check(job.name, log.redact(job.url), at, body=body, filters=fingerprint,
                          etag=page.etag if keep else None, last_modified=page.last_modified if keep else None)

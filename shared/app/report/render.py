@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from shared.app.report import model
 from shared.app.report.model import Day, Gap, Refresh, RefreshDay, Report, Run, Target, Timeline
+from shared.core.text import one_line, plural
 
 
 def _when(moment: datetime | None) -> str:
@@ -46,12 +47,12 @@ def _run_label(run: Run) -> str:
 
 def _gap_label(gap: Gap) -> str:
     if gap.open:
-        return f"no run since {_when(gap.start)}: {gap.missed} runs missed"
-    return f"gap {_when(gap.start)} to {_when(gap.end)}: {gap.missed} runs missed"
+        return f"no run since {_when(gap.start)}: {plural(gap.missed, 'run')} missed"
+    return f"gap {_when(gap.start)} to {_when(gap.end)}: {plural(gap.missed, 'run')} missed"
 
 
 def _earlier_gaps(n: int) -> str:
-    return f"{n} earlier gaps in the window, not listed" if n else ""
+    return f"{plural(n, 'earlier gap')} in the window, not listed" if n else ""
 
 
 # --- summary ----------------------------------------------------------------------------
@@ -63,14 +64,14 @@ STATES = ("failing", "stopped", "missed", "ok")
 def _state(item: Target | Refresh) -> tuple[str, str]:
     """The worst state of a target or refresh job and a few words about it."""
     if item.error_streak:
-        what = "checks" if isinstance(item, Target) else "runs"
-        return "failing", f"{item.error_streak} failed {what} in a row: {_cut(item.last_error or '', 120)}"
+        what = "failed check" if isinstance(item, Target) else "failed run"
+        return "failing", f"{plural(item.error_streak, what)} in a row: {one_line(item.last_error or '', 120)}"
     stopped = next((g for g in item.gaps if g.open), None)
     if stopped:
         return "stopped", _gap_label(stopped)
     gaps = len(item.gaps) + item.earlier_gaps
     if item.missed or gaps:
-        return "missed", f"{item.missed} runs missed" + (f", {gaps} gaps" if gaps else "")
+        return "missed", f"{plural(item.missed, 'run')} missed" + (f", {plural(gaps, 'gap')}" if gaps else "")
     return "ok", "ok"
 
 
@@ -84,10 +85,6 @@ def summary(report: Report) -> list[tuple[str, str, Target | Refresh, str]]:
 def _counts(rows) -> str:
     found = [f"{sum(1 for r in rows if r[0] == s)} {s}" for s in STATES if any(r[0] == s for r in rows)]
     return ", ".join(found) or "nothing checked or refreshed yet"
-
-
-def _cut(text: str, n: int) -> str:
-    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def _forecast(db: model.Database) -> str:
@@ -115,7 +112,7 @@ def text(report: Report) -> str:
     db = report.database
     lines += ["", f"Database: {_size(db.size_bytes)} of {_size(db.limit_bytes)} "
                   f"({100 * db.size_bytes / db.limit_bytes:.1f}% of the plan limit, DB_PLAN_LIMIT_MB); "
-                  f"{db.checks} checks recorded",
+                  f"{plural(db.checks, 'check')} recorded",
               "  rows: " + ", ".join(f"{name} {count}" for name, count in db.rows.items()),
               f"  {_forecast(db)}"]
     return "\n".join(lines) + "\n"
@@ -127,11 +124,11 @@ def _gap_lines(item: Target | Refresh) -> list[str]:
 
 
 def _target_text(t: Target) -> list[str]:
-    lines = [f"{t.name}  {t.url}  " + (f"every {t.every}" if t.every else "schedule unknown"),
+    lines = [f"{t.name}  {one_line(t.url)}  " + (f"every {t.every}" if t.every else "schedule unknown"),
              f"  last check {_when(t.last_check)}, last change {_when(t.last_change)}, error streak {t.error_streak}"]
     if t.last_error:
-        lines.append(f"  last error {_when(t.last_error_at)}: {t.last_error}")
-    lines.append(f"  {t.checks_total} checks in all, {t.contents} distinct contents")
+        lines.append(f"  last error {_when(t.last_error_at)}: {one_line(t.last_error)}")
+    lines.append(f"  {plural(t.checks_total, 'check')} in all, {plural(t.contents, 'distinct content')}")
     lines.append(f"  {'day':<10} {'checks':>6} {'changes':>7} {'errors':>6} {'missed':>6}")
     for d in t.days:
         missed = "" if d.missed is None else str(d.missed)
@@ -147,8 +144,8 @@ def _refresh_text(job: Refresh) -> list[str]:
     lines = [f"{job.name}  refresh job  " + (f"every {job.every}" if job.every else "schedule unknown"),
              f"  last run {last_run}; last success {_when(job.last_ok)}, failure streak {job.error_streak}"]
     if job.last_error:
-        lines.append(f"  last error {_when(job.last_error_at)}: {job.last_error}")
-    lines.append(f"  {job.runs_total} runs in all")
+        lines.append(f"  last error {_when(job.last_error_at)}: {one_line(job.last_error)}")
+    lines.append(f"  {plural(job.runs_total, 'run')} in all")
     lines.append(f"  {'day':<10} {'runs':>6} {'failed':>6} {'missed':>6} {'median':>10} {'longest':>10}")
     for d in job.days:  # rstrip: a day without finished runs has no durations
         missed = "" if d.missed is None else str(d.missed)
@@ -383,7 +380,7 @@ def _versions_html(t: Target) -> str:
     items = []
     for i, v in enumerate(t.versions):
         head = (f"{'current, ' if i == 0 else ''}seen {_when(v.first_seen)} to {_when(v.last_seen)}, "
-                f"{v.checks} checks, {_size(v.size)}")
+                f"{plural(v.checks, 'check')}, {_size(v.size)}")
         if v.diff is None:
             body = "<p class=meta>the oldest version kept</p>" if len(t.versions) == t.contents else ""
         elif not v.diff:
@@ -394,14 +391,14 @@ def _versions_html(t: Target) -> str:
             body = (f"<details><summary>diff against the version before{note}</summary>"
                     f'<pre class="diff">{_diff_html(v.diff)}{more}</pre></details>')
         items.append(f"<li><p class=meta>{html_escape.escape(head)}</p>{body}</li>")
-    return (f'<details class="versions"><summary>{len(t.versions)} newest of {t.contents} versions</summary>'
+    return (f'<details class="versions"><summary>{len(t.versions)} newest of {plural(t.contents, "version")}</summary>'
             f'<ol class="versions">{"".join(items)}</ol></details>')
 
 
 def _target_html(t: Target, i: int, report: Report) -> str:
     e = html_escape.escape
     healthy = t.error_streak == 0 and not t.gaps and not t.missed and not t.earlier_gaps
-    status = (f'<span class="bad">{t.error_streak} failed checks in a row: {e(t.last_error or "")}</span>'
+    status = (f'<span class="bad">{plural(t.error_streak, "failed check")} in a row: {e(one_line(t.last_error or ""))}</span>'
               if t.error_streak else '<span class="ok">last check succeeded</span>')
     rows = "".join(  # end tags left out (valid HTML): a year of rows for 100 targets stays small
         f'<tr{" class=short" if d.missed else ""}><td>{_period(d)}<td>{d.checks}'
@@ -414,8 +411,8 @@ def _target_html(t: Target, i: int, report: Report) -> str:
 <p class="meta">{_link(t.url)} · {('every ' + e(t.every)) if t.every else 'schedule unknown'}
  · last check {e(_when(t.last_check))} · last change {e(_when(t.last_change))} · {status}</p>
 {_target_svg(t, report)}
-<details><summary>{len(t.days)} days: {sum(d.checks for d in t.days)} checks, {sum(d.changes for d in t.days)}
- changes, {sum(d.errors for d in t.days)} failed, {t.missed} missed</summary>
+<details><summary>{plural(len(t.days), 'day')}: {plural(sum(d.checks for d in t.days), 'check')}, {plural(sum(d.changes for d in t.days), 'change')},
+ {sum(d.errors for d in t.days)} failed, {t.missed} missed</summary>
 <div class="scroll"><table><tr><th>{first}</th><th>checks</th><th>changes</th><th>errors</th><th>missed</th></tr>{rows}</table></div>
 {_gaps_html(t)}</details>
 {_versions_html(t)}
@@ -426,7 +423,7 @@ def _refresh_html(job: Refresh, i: int, report: Report) -> str:
     e = html_escape.escape
     healthy = job.error_streak == 0 and not job.gaps and not job.missed and not job.earlier_gaps
     if job.error_streak:
-        status = f'<span class="bad">{job.error_streak} failed runs in a row: {e(job.last_error or "")}</span>'
+        status = f'<span class="bad">{plural(job.error_streak, "failed run")} in a row: {e(one_line(job.last_error or ""))}</span>'
     else:  # the streak is 0 after a success, or before any run ended
         status = '<span class="ok">last finished run succeeded</span>' if job.last_ok else "no run finished yet"
     last_run = f"{_when(job.last_run.started_at)}: {_run_label(job.last_run)}" if job.last_run else "never"
@@ -444,7 +441,7 @@ def _refresh_html(job: Refresh, i: int, report: Report) -> str:
 <p class="meta">refresh job · {('every ' + e(job.every)) if job.every else 'schedule unknown'}
  · last run {e(last_run)} · last success {e(_when(job.last_ok))} · {status}</p>
 {_refresh_svg(job, report)}
-<details><summary>{len(job.days)} days: {sum(d.runs for d in job.days)} runs, {sum(d.errors for d in job.days)}
+<details><summary>{plural(len(job.days), 'day')}: {plural(sum(d.runs for d in job.days), 'run')}, {sum(d.errors for d in job.days)}
  failed, {job.missed} missed{durations}</summary>
 <div class="scroll"><table><tr><th>{first}</th><th>runs</th><th>failed</th><th>missed</th><th>median</th><th>longest</th></tr>{rows}</table></div>
 {_gaps_html(job)}</details>
@@ -490,7 +487,7 @@ def html(report: Report) -> str:
 {''.join(sections) or '<p>Nothing checked or refreshed yet.</p>'}
 <h2>Database</h2>
 <p class="meta">{_size(db.size_bytes)} of {_size(db.limit_bytes)} ({100 * db.size_bytes / db.limit_bytes:.1f}% of the
-plan limit), {db.checks} checks recorded; rows: {e(', '.join(f'{k} {v}' for k, v in db.rows.items()))};
+plan limit), {plural(db.checks, 'check')} recorded; rows: {e(', '.join(f'{k} {v}' for k, v in db.rows.items()))};
 {e(_forecast(db))}</p>
 <div id="tip" hidden></div>
 <script>{SCRIPT}</script>
