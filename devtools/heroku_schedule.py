@@ -1,7 +1,9 @@
 """Print the Heroku Scheduler entries for the jobs file: `make heroku-schedule`.
 
 Heroku has no API for Scheduler jobs, so this prints what to paste into the dashboard
-(Resources > Heroku Scheduler > Create job): one entry per job kind and frequency.
+(Resources > Heroku Scheduler > Create job): one entry per job kind and schedule, whose command
+selects the jobs of that schedule (`--every 10m`), so a job added on that schedule needs no new
+entry. Re-run it after adding a job on a new schedule.
 A job that Heroku cannot schedule (a cron expression, an odd minute) is an error naming it.
 """
 
@@ -14,21 +16,19 @@ from shared.core.schedule import ScheduleError
 
 
 def entries(schedules: list, source: str) -> list[tuple[str, str]]:
-    """[(frequency, command)], one per job kind and frequency, in the jobs file's order."""
-    groups: dict[tuple[str, str], list[str]] = {}
+    """[(frequency, command)], one per job kind and schedule, in the jobs file's order. Each
+    command selects its jobs by schedule, never by name: a job added later on a schedule that
+    has an entry runs from it; one on a new schedule needs a new entry (re-run this), and until
+    then every run reports it overdue."""
+    groups: dict[tuple[str, str], tuple[str, str]] = {}
     for kind, name, schedule in schedules:
         try:
             frequency = schedule.heroku_frequency()
         except ScheduleError as exc:
             raise ConfigError(f"{source}: [[{kind}]] job {name!r}: {exc}") from None
-        groups.setdefault((kind, frequency), []).append(name)
-    out = []
-    for (kind, frequency), names in groups.items():
-        command = f"python -m functions.{KINDS[kind].command}"
-        if sum(1 for k, _ in groups if k == kind) > 1:  # else the command runs every job of its kind
-            command += "".join(f" --job {name}" for name in names)
-        out.append((frequency, command))
-    return out
+        selector = f" --every {schedule.every}" + (f" --at {schedule.at}" if schedule.at else "")
+        groups.setdefault((kind, frequency), (frequency, f"python -m functions.{KINDS[kind].command}{selector}"))
+    return list(groups.values())
 
 
 def main() -> int:

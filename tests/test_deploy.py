@@ -156,9 +156,10 @@ def test_invalid_schedules_name_the_job_and_key(extra, message, monkeypatch):
 def test_heroku_schedule_prints_what_to_paste(jobs_file, capsys):
     assert heroku_schedule.main() == 0
     out = capsys.readouterr().out
-    assert "  Every 10 minutes             python -m functions.scrape --job agenda --job minutes\n" in out
-    assert "  Every hour at :20            python -m functions.scrape --job prices\n" in out
-    assert "  Every day at 04:30 (UTC)     python -m functions.carto_refresh\n" in out
+    assert "  Every 10 minutes             python -m functions.scrape --every 10m\n" in out
+    assert "  Every hour at :20            python -m functions.scrape --every 1h --at :20\n" in out
+    assert "  Every day at 04:30 (UTC)     python -m functions.carto_refresh --every 1d --at 04:30\n" in out
+    assert "--job" not in out  # entries select by schedule: no job names on any of them
 
 
 def test_heroku_schedule_rejects_cron_naming_the_job(tmp_path, monkeypatch, capsys):

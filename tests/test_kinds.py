@@ -47,7 +47,8 @@ def test_a_functions_module_is_a_few_lines():
 def test_heroku_schedule_commands_come_from_the_registry():
     schedules = config.schedules(ROOT / "jobs.example.toml")
     commands = [command for _, command in heroku_schedule.entries(schedules, "jobs.example.toml")]
-    assert commands == [f"python -m functions.{KINDS['scrape'].command}", f"python -m functions.{KINDS['refresh'].command}"]
+    assert commands == [f"python -m functions.{KINDS['scrape'].command} --every 10m",
+                        f"python -m functions.{KINDS['refresh'].command} --every 1d --at 04:00"]
 
 
 def test_result_exit_codes():

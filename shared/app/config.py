@@ -190,21 +190,31 @@ def kind_entries(kind) -> tuple[list[Entry], str]:
     return [Entry(kind.name, table["name"], table, f"environment (job {table['name']!r})", variables)], "the environment"
 
 
+def entry_schedule(entry: Entry) -> schedule.Schedule:
+    """When an unbuilt job runs (its schedule keys, or its kind's default); ConfigError naming it."""
+    from shared.app.kinds import KINDS
+
+    table = entry.table
+    try:
+        return schedule.parse(table.get("every"), table.get("at"), table.get("cron"), KINDS[entry.kind].default_every)
+    except schedule.ScheduleError as exc:
+        raise ConfigError(f"{entry.where}: {exc}") from None
+
+
+def on_schedule(found: list[Entry], kind, every: str | None, at: str | None, source: str) -> list[Entry]:
+    """The entries run on the schedule `every` (and `at`) names: what one Heroku Scheduler entry
+    runs, so a job added to the file on that schedule runs from the entry that exists."""
+    try:
+        wanted = schedule.parse(every, at, None, kind.default_every).aws_expression()
+    except schedule.ScheduleError as exc:
+        raise ConfigError(f"--every/--at: {str(exc).replace('key ', '')}") from None
+    return [entry for entry in found if entry_schedule(entry).aws_expression() == wanted]
+
+
 def schedules(path: Path | None = None) -> list[tuple[str, str, schedule.Schedule]]:
     """[(kind, job name, Schedule)] from the jobs file, for deploy tools: reads only names and
     schedule keys, so the secrets that ${VAR}s name need not be set on the deploying machine."""
-    from shared.app.kinds import KINDS
-
-    found = []
-    for entry in entries(path):
-        table = entry.table
-        try:
-            found.append((entry.kind, entry.name,
-                          schedule.parse(table.get("every"), table.get("at"), table.get("cron"),
-                                                        KINDS[entry.kind].default_every)))
-        except schedule.ScheduleError as exc:
-            raise ConfigError(f"{entry.where}: {exc}") from None
-    return found
+    return [(entry.kind, entry.name, entry_schedule(entry)) for entry in entries(path)]
 
 
 def schedule_of(job, kind: str) -> schedule.Schedule:

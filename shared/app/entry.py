@@ -64,6 +64,8 @@ def resolve(kind: Kind, request: events.Request) -> tuple[list, list[Result]]:
         if not entries:
             raise ConfigError(_nothing_to_run(kind, source))
         entries = config.select(entries, request.jobs, kind.name, source)
+        if request.every or request.at:
+            entries = config.on_schedule(entries, kind, request.every, request.at, source)
         if request.shard:
             entries = shard.select(entries, *request.shard)
     jobs, invalid = [], []
@@ -219,6 +221,9 @@ def command_line(command: str, argv: list[str] | None = None) -> int:
     if kind.adhoc:
         parser.add_argument("--url", help="check this one page instead of the jobs file")
         parser.add_argument("--name", help="name to store an ad-hoc --url under (default: from the URL)")
+    parser.add_argument("--every", metavar="10m|1h|1d",
+                        help="run only the jobs on this schedule (what `make heroku-schedule` prints for each entry)")
+    parser.add_argument("--at", metavar="HH:MM|:MM", help="with --every 1d or 1h: the time of day, or minute")
     parser.add_argument("--run-key", help="idempotency key: a second run with the same key repeats nothing")
     parser.add_argument("--shard", metavar="I/N", help="run only shard I of N of the jobs (stable by job name)")
     parser.add_argument("--time-budget", type=float, metavar="SECONDS",
@@ -234,8 +239,11 @@ def command_line(command: str, argv: list[str] | None = None) -> int:
         request = events.Request(jobs=[events.argument(job, "--job") for job in args.job] if args.job else None,
                                  url=events.argument(getattr(args, "url", None), "--url"), name=name,
                                  run_key=events.argument(args.run_key, "--run-key"),
+                                 every=events.argument(args.every, "--every"), at=events.argument(args.at, "--at"),
                                  shard=shard.parse(args.shard) if args.shard else None)
         results = run_request(kind, request, deadline(time_budget(kind, args.time_budget)), options)
+        if not results and (request.every or request.at):  # an entry left when its jobs went
+            print(f"nothing to run: no [[{kind.name}]] job on that schedule", file=sys.stderr)
         for result in results:
             if result.outcome == INVALID:  # the reason names file, job and key
                 print(f"error: {log.redact(result.reason)}", file=sys.stderr)

@@ -32,6 +32,8 @@ class Request:
     schedule: str | None = None  # dispatcher: the jobs whose AWS schedule expression this is
     shard: tuple[int, int] | None = None  # (I, N): only shard I of N of the jobs (command line)
     kind: str | None = None  # dispatcher: the kind whose jobs it shards
+    every: str | None = None  # command line: only the jobs run on this schedule (--every, --at)
+    at: str | None = None
 
 
 PLACEHOLDER_PREFIX = "<aws.scheduler."
