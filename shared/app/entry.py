@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from shared.app import config, events, kinds, schema
+from shared.app import config, events, kinds, monitor, schema
 from shared.core import errors, log, numbers, secrets, shard
 from shared.core.errors import ConfigError, JobError
 from shared.core.kind import Kind, Run
@@ -45,7 +45,24 @@ def run_request(kind: Kind, request: events.Request, deadline: float | None,
     jobs, invalid = resolve(kind, request)
     if not jobs:
         return invalid
-    return invalid + kind.run(jobs, Run(request.run_key, deadline, options or {}, prepare=schema.ensure))
+    results = kind.run(jobs, Run(request.run_key, deadline, options or {}, prepare=schema.ensure))
+    monitor.job_heartbeats(jobs, results, deadline)
+    return invalid + results
+
+
+def monitored(kind: Kind, deadline: float | None, body: Callable[[], list[Result]], frequent: bool = True) -> list[Result]:
+    """`body()`'s results, with the run's heartbeats and run-level alerts around it
+    (shared/app/monitor.py): a run that fails as a whole is heard about, then raises as before."""
+    watch = monitor.RunMonitor(kind, deadline, frequent)
+    watch.start()
+    try:
+        results = body()
+    except BaseException as exc:
+        if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            watch.failed(exc)
+        raise
+    watch.finished(results)
+    return results
 
 
 def resolve(kind: Kind, request: events.Request) -> tuple[list, list[Result]]:
@@ -143,11 +160,19 @@ def handle(command: str, event, context) -> dict:
     kind = kinds.by_command(command)
 
     def run_all() -> list[Result]:
-        end = deadline(time_budget(kind), context)
-        results = []
-        for request in events.parse_all(event):  # one, or one per SQS record from the dispatcher
-            results += run_request(kind, request, end)
-        return results
+        try:
+            end = deadline(time_budget(kind), context)
+        except JobError as exc:
+            monitor.RunMonitor(kind, deadline(None, context)).failed(exc)
+            raise
+
+        def requests() -> list[Result]:
+            results = []
+            for request in events.parse_all(event):  # one, or one per SQS record from the dispatcher
+                results += run_request(kind, request, end)
+            return results
+
+        return monitored(kind, end, requests)
 
     results = lambda_call(run_all)
     for result in results:
@@ -241,7 +266,13 @@ def command_line(command: str, argv: list[str] | None = None) -> int:
                                  run_key=events.argument(args.run_key, "--run-key"),
                                  every=events.argument(args.every, "--every"), at=events.argument(args.at, "--at"),
                                  shard=shard.parse(args.shard) if args.shard else None)
-        results = run_request(kind, request, deadline(time_budget(kind, args.time_budget)), options)
+        frequent = not request.every or request.every == "10m"  # for the hourly rule of run-level alerts
+        try:
+            end = deadline(time_budget(kind, args.time_budget))
+        except JobError as exc:
+            monitor.RunMonitor(kind, None, frequent).failed(exc)
+            raise
+        results = monitored(kind, end, lambda: run_request(kind, request, end, options), frequent)
         if not results and (request.every or request.at):  # an entry left when its jobs went
             print(f"nothing to run: no [[{kind.name}]] job on that schedule", file=sys.stderr)
         for result in results:

@@ -1,8 +1,8 @@
 """The database schema: every kind's migrations, applied in the order of their versions.
 
-Each kind keeps its tables' DDL in its store.py and lists it on its `Kind` (versions numbered in
-one sequence across kinds: scrape's are 1-3 and 5, refresh's 4); the schema's version is the newest
-applied. A new migration takes the next free version, in its kind's store.py.
+Each kind keeps its tables' DDL in its store.py and lists it on its `Kind`, and the app keeps its
+own in shared/app/store.py (versions numbered in one sequence: scrape's are 1-3 and 5, refresh's 4,
+the app's 6 and 7); the schema's version is the newest applied. A new migration takes the next free version, in its kind's store.py.
 
 Before a run writes anything, `ensure()` checks that it can: a schema newer than this code, a
 read-only database, a user without the privileges, or the seed article's own `scraps` table
@@ -11,19 +11,25 @@ exit 2 (shared/core/db.DatabaseRefused), before any page is fetched or CARTO is 
 entry adapter hands `ensure` to each run as `Run.prepare`.
 """
 
+from shared.app import store as app_store
 from shared.app.kinds import KINDS
 from shared.core.db import DatabaseRefused, classify, transaction
+from shared.core.kind import Migration
 from shared.scrape import store as scrape_store
 
 
 def _migrations() -> list[str]:
-    found = sorted((m for kind in KINDS.values() for m in kind.migrations), key=lambda m: m.version)
+    """Every kind's migrations and the app's own (shared/app/store.py), by version."""
+    app = [Migration(version, sql) for version, sql in app_store.MIGRATIONS.items()]
+    found = sorted([m for kind in KINDS.values() for m in kind.migrations] + app, key=lambda m: m.version)
     if [m.version for m in found] != list(range(1, len(found) + 1)):
         raise RuntimeError(f"migration versions must run 1..N without gaps: {[m.version for m in found]}")
     return [m.sql for m in found]
 
 
 MIGRATIONS = _migrations()
+# What a run needs. The app's own tables (run alerts, overdue jobs) are not required: without
+# them those degrade (shared/app/monitor.py), the run itself does not.
 NEEDED = {table: privileges for kind in KINDS.values() for table, privileges in kind.privileges.items()}
 
 # Which of (table, privilege) the current user lacks.

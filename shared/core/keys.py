@@ -1,5 +1,5 @@
 """Checks shared by every job dataclass: key types, lists of strings, endpoints, and the keys
-every kind has (`name`, the schedule `every`/`at`/`cron`, `notify`, `alert_after`).
+every kind has (`name`, the schedule `every`/`at`/`cron`, `notify`, `alert_after`, `heartbeat`).
 
 Each raises ValueError naming the key; shared/app/config.py adds the file and the job. They only
 check: a job table's lists become tuples before the dataclass is built (`as_tuples`), so a
@@ -73,6 +73,10 @@ def check_common(job, default_every: str) -> None:
         for url in job.notify:
             if not re.match(r"^[a-z][a-z0-9+.-]*://", url):
                 raise ValueError("key 'notify' holds an entry that is not an Apprise URL (scheme://...)")
+    if getattr(job, "heartbeat", None) is not None:
+        check_type(job, "heartbeat", str)
+        if not re.match(r"^https?://[^/\s]+", job.heartbeat):
+            raise KeyProblem("heartbeat", "{key} must be an http:// or https:// ping URL")
     check_type(job, "alert_after", int)
     if not 1 <= job.alert_after <= 10000:
         raise ValueError(f"key 'alert_after' must be between 1 and 10000, not {job.alert_after}")

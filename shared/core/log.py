@@ -84,20 +84,42 @@ def _compile(secrets: set[str]) -> "re.Pattern":
             node = node.setdefault(char, {})
         node[""] = {}
 
-    def pattern(node: dict) -> str | None:
+    patterns: dict[int, str | None] = {}  # id(node) -> what matches from it on (built bottom-up, no recursion)
+    stack = [(trie, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if not children_done:
+            stack.append((node, True))
+            stack += [(child, False) for char, child in node.items() if char]
+            continue
         branches = []
         for char in sorted(c for c in node if c):
-            child, rest = node[char], pattern(node[char])
+            child = node[char]
+            rest = patterns[id(child)]
             if rest is None:
                 branches.append(re.escape(char))
             else:
                 tail = f"{GAP}*{rest}"
                 branches.append(re.escape(char) + (f"(?:{tail})?" if "" in child else tail))
-        if not branches:
-            return None
-        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        patterns[id(node)] = None if not branches else branches[0] if len(branches) == 1 \
+            else "(?:" + "|".join(branches) + ")"
+    try:
+        return re.compile(patterns[id(trie)])
+    except (RecursionError, re.error, OverflowError):  # too many nested branches for one expression
+        return _one_by_one(secrets)
 
-    return re.compile(pattern(trie))
+
+class _one_by_one:
+    """The same matching, one expression per secret (each a flat chain): slower, never too deep."""
+
+    def __init__(self, secrets: set[str]):
+        chains = [f"{GAP}*".join(map(re.escape, _GAP.sub("", secret))) for secret in secrets]
+        self.expressions = [re.compile(chain) for chain in sorted(chains, key=len, reverse=True)]
+
+    def sub(self, replacement: str, text: str) -> str:
+        for expression in self.expressions:
+            text = expression.sub(replacement, text)
+        return text
 
 
 class JsonFormatter(logging.Formatter):

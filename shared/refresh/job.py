@@ -43,6 +43,7 @@ class RefreshJob:
     cron: str | None = None  # AWS only
     notify: tuple[str, ...] | None = None  # Apprise URLs; None means $NOTIFY_URLS, [] none
     alert_after: int = 3  # consecutive failed runs before one alert
+    heartbeat: str | None = None  # a ping URL for this job alone (shared/notify/heartbeat.py)
 
     def __post_init__(self):
         keys.check_common(self, DEFAULT_EVERY)
@@ -96,6 +97,8 @@ class RefreshJob:
     def secrets(self) -> tuple[str, ...]:
         """The API key and a password in database_url: never shown, wherever they came from."""
         found = [self.api_key] if self.api_key else []
+        if self.heartbeat:  # anyone who has a ping URL can ping
+            found.append(self.heartbeat)
         if self.database_url:
             from shared.core import db
 

@@ -19,6 +19,6 @@ KIND = Kind(
     default_every=DEFAULT_EVERY, timeout=900, memory=256,
     run=_run,
     migrations=tuple(Migration(version, sql) for version, sql in enumerate(store.MIGRATIONS, store.FIRST_VERSION)),
-    privileges=store.PRIVILEGES,
+    privileges=store.PRIVILEGES, last_runs=store.last_runs,
     from_environment=table_from_environment, environment_keys=ENV_KEYS,
 )

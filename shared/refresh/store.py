@@ -109,3 +109,12 @@ def finish(con, run_id: int, at: datetime, ok: bool, via: str | None, rows: int 
             con.run("UPDATE refresh_jobs SET error_streak = :streak, last_error = :error, last_error_at = :at,"
                     " last_error_key = :key WHERE id = :job", streak=after, error=error, at=at, key=key, job=job_id)
     return Streak(streak, after)
+
+
+def last_runs(con, names: list[str]) -> dict:
+    """name -> when the job's last run started, for overdue jobs."""
+    rows = con.run("""
+        SELECT j.name, max(r.started_at) FROM refresh_jobs j JOIN refresh_runs r ON r.job_id = j.id
+        WHERE j.name = ANY(CAST(:names AS text[])) GROUP BY j.name
+    """, names=names)
+    return {name: at for name, at in rows}

@@ -30,6 +30,7 @@ class ScrapeJob:
     cron: str | None = None  # AWS only
     notify: tuple[str, ...] | None = None  # Apprise URLs; None means $NOTIFY_URLS, [] none
     alert_after: int = 3  # consecutive failed checks before one alert
+    heartbeat: str | None = None  # a ping URL for this job alone (shared/notify/heartbeat.py)
 
     def __post_init__(self):
         keys.check_common(self, DEFAULT_EVERY)
@@ -67,7 +68,7 @@ class ScrapeJob:
     def secrets(self) -> tuple[str, ...]:
         """A password written in the URL (user:password@) is as secret as a ${VAR}."""
         password = urlsplit(self.url).password
-        return (password, unquote(password)) if password else ()
+        return ((password, unquote(password)) if password else ()) + ((self.heartbeat,) if self.heartbeat else ())
 
     @property
     def where(self) -> str:

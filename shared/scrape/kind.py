@@ -28,6 +28,6 @@ KIND = Kind(
     run=_run, adhoc=_adhoc, shardable=True,
     migrations=tuple(Migration(version, sql) for version, sql in enumerate(store.MIGRATIONS, store.FIRST_VERSION))
     + tuple(Migration(version, sql) for version, sql in store.LATER_MIGRATIONS.items()),
-    privileges=store.PRIVILEGES,
+    privileges=store.PRIVILEGES, last_runs=store.last_runs,
     options=(Option("--concurrency", "parallel fetches, 1-500 (default $SCRAPE_CONCURRENCY, else 48)"),),
 )

@@ -597,3 +597,12 @@ SELECT t.name, t.url, c.at, c.content_id, c.previous_id, count(*) OVER ()
 FROM changes c JOIN scrape_targets t ON t.id = c.target_id
 ORDER BY c.at DESC, t.name LIMIT :limit
 """
+
+
+def last_runs(con, names: list[str]) -> dict:
+    """name -> when the target was last checked (a success or a failure), for overdue jobs."""
+    rows = con.run("""
+        SELECT name, greatest(last_ok_at, last_error_at) FROM scrape_targets
+        WHERE name = ANY(CAST(:names AS text[])) AND coalesce(last_ok_at, last_error_at) IS NOT NULL
+    """, names=names)
+    return {name: at for name, at in rows}
