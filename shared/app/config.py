@@ -131,12 +131,21 @@ def build(entry: Entry):
         raise ConfigError(f"{entry.where}: {message}") from None
     for secret in job.secrets():
         log.add_secret(secret)
-    if job.notify:
-        from shared.notify import messages  # only jobs with channels of their own pay for it
+    channels = job.notify if job.notify is not None else _global_channels()
+    if channels:
+        from shared.notify import messages  # only jobs with channels pay for Apprise
 
-        for url in job.notify:
+        for url in channels:  # checked now, not when the first change or alert needs them
             messages.register_secrets(url)
+            problem = messages.unusable(url)
+            if problem:
+                where = "key 'notify'" if job.notify is not None else "NOTIFY_URLS (its default channels)"
+                raise ConfigError(f"{entry.where}: {where}: {problem}")
     return job
+
+
+def _global_channels() -> tuple[str, ...]:
+    return tuple(u for u in re.split(r"[\s,]+", os.environ.get("NOTIFY_URLS", "")) if u)
 
 
 def _expand(value, key: str):

@@ -75,6 +75,8 @@ class RunMonitor:
     def finished(self, results: list[Result]) -> None:
         try:
             failed = any(r.failed or r.notice for r in results)  # a notice: a notification that failed
+            if any(r.notice for r in results) and _has_time(self.deadline):
+                self._record_notices(results)
             body = "\n".join(one_line(r.line(), 500) for r in results)
             heartbeat.ping(self.url, heartbeat.FAIL if failed else heartbeat.SUCCESS, body, self.deadline,
                            self.kind.name)
@@ -84,6 +86,13 @@ class RunMonitor:
                 check_overdue(self.deadline)
         except Exception as exc:  # noqa: BLE001 - telling people must never fail the run
             logger.warning("after the %s run: %s", self.kind.name, one_line(exc, 300))
+
+    def _record_notices(self, results: list[Result]) -> None:
+        """Notifications that could not be delivered, kept with their job for the report."""
+        with db.connection(timeout=min(5.0, _left(self.deadline) or 5.0)) as con:
+            for result in results:
+                if result.notice:
+                    app_store.notification_failed(con, self.kind.name, result.name, one_line(result.notice, 500))
 
     def failed(self, exc: BaseException) -> None:
         """The run failed before or around its jobs: /fail with the cause, and the run-level alert."""

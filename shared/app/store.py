@@ -81,12 +81,6 @@ def notification_failures(con) -> list[tuple[str, str, datetime, str]]:
         "SELECT kind, name, at, reason FROM notification_failures ORDER BY at DESC, kind, name LIMIT 100")]
 
 
-def notifications_delivered(con, kind: str, names: list[str]) -> None:
-    """Jobs whose notifications went out again: their failure is history."""
-    con.run("DELETE FROM notification_failures WHERE kind = :kind AND name = ANY(CAST(:names AS text[]))",
-            kind=kind, names=names)
-
-
 # --- overdue jobs -----------------------------------------------------------------------------
 
 def watched(con, jobs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[datetime, datetime | None, bool]]:

@@ -101,6 +101,25 @@ def _add_secret_forms(value: str) -> None:
         log.add_secret(form)
 
 
+_usable: dict[str, str | None] = {}  # url -> unusable()'s answer: each URL is parsed once
+
+
+def unusable(url: str) -> str | None:
+    """Why Apprise cannot use `url` (naming its scheme, never its secrets), or None when it can."""
+    if url not in _usable:
+        import apprise  # lazy: heavy
+
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        shown = log.redact(scheme)[:30] if scheme.isascii() and scheme.replace("+", "").isalnum() else "?"
+        try:
+            usable = apprise.Apprise().add(url)
+        except Exception:  # noqa: BLE001 - a plugin that cannot parse it: not usable
+            usable = False
+        _usable[url] = None if usable else (f"{shown}:// is not a notification service Apprise can use"
+                                            " (see its list of services and URL forms)")
+    return _usable[url]
+
+
 def global_urls() -> tuple[str, ...]:
     urls = tuple(u for u in re.split(r"[\s,]+", os.environ.get("NOTIFY_URLS", "")) if u)
     for url in urls:

@@ -196,6 +196,10 @@ class Report:
     note: str | None = None  # e.g. why schedules are unknown
     refreshes: list[Refresh] = field(default_factory=list)
     period_days: int = 1  # the HTML tables' rows: days, or weeks for a long window
+    # Around the jobs (shared/app/monitor.py): (kind, name, since) of jobs overdue now, and
+    # (kind, name, when, reason) of jobs whose last notification could not be delivered.
+    overdue: list = field(default_factory=list)
+    undelivered: list = field(default_factory=list)
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -455,7 +459,17 @@ def build(con, schedules: dict[tuple[str, str], str | None], now: datetime | Non
         targets = _targets(con, schedules, since, now, bucket)
         refreshes = _refreshes(con, schedules, since, now, bucket, period_days(days))
         database = _database(con, now)
-    return Report(now, since, targets, database, note, refreshes, period_days(days))
+        overdue, undelivered = _around_the_jobs(con, since)
+    return Report(now, since, targets, database, note, refreshes, period_days(days), overdue, undelivered)
+
+
+def _around_the_jobs(con, since: datetime) -> tuple[list, list]:
+    """Overdue jobs and undelivered notifications (the app's own tables; none before they exist)."""
+    from shared.app import store as app_store
+
+    if not con.run("SELECT to_regclass('job_watch') IS NOT NULL AND to_regclass('notification_failures') IS NOT NULL")[0][0]:
+        return [], []
+    return app_store.overdue(con), [row for row in app_store.notification_failures(con) if row[2] >= since]
 
 
 def _limits(schedules, kind: str) -> str:

@@ -105,6 +105,10 @@ def text(report: Report) -> str:
     rows = summary(report)
     lines += ["", f"Summary: {_counts(rows)}"]
     lines += [f"  {state:<8} {kind:<8} {item.name}: {words}" for state, kind, item, words in rows if state != "ok"]
+    lines += [f"  overdue  {kind:<8} {name}: no run since {_when(since)} (its scheduler entry stopped, or never existed)"
+              for kind, name, since in report.overdue]
+    lines += [f"  notify   {kind:<8} {name}: a notification failed {_when(at)}: {one_line(reason, 200)}"
+              for kind, name, at, reason in report.undelivered]
     for t in report.targets:
         lines += ["", *_target_text(t)]
     for job in report.refreshes:
@@ -457,6 +461,14 @@ def _summary_html(report: Report, rows) -> str:
         f'<td><a href="#{anchors[id(item)]}">{e(item.name)}</a></td>'
         f'<td class="kind">{kind}</td><td>{e(words)}</td></tr>'
         for state, kind, item, words in rows)
+    lines += "".join(
+        f'<tr class="failing"><td class="state failing">overdue</td><td>{e(name)}</td><td class="kind">{e(kind)}</td>'
+        f'<td>no run since {e(_when(since))} (its scheduler entry stopped, or never existed)</td></tr>'
+        for kind, name, since in report.overdue)
+    lines += "".join(
+        f'<tr class="missed"><td class="state missed">notify</td><td>{e(name)}</td><td class="kind">{e(kind)}</td>'
+        f'<td>a notification failed {e(_when(at))}: {e(one_line(reason, 200))}</td></tr>'
+        for kind, name, at, reason in report.undelivered)
     table = f'<div class="scroll"><table class="summary">{lines}</table></div>' if lines else ""
     return f'<section id="summary"><h2>Summary: {e(_counts(rows))}</h2>{table}</section>'
 
