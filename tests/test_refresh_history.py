@@ -15,6 +15,7 @@ from werkzeug import Response
 from functions import carto_refresh
 from shared.app import entry
 from tests.carto_fixtures import FAST, KEY, emulator, v2_job  # noqa: F401 (fixture)
+from tests import runs as test_runs
 
 GENEROUS = 15.0  # seconds: far below what the broken code took (30 s and more), far above the work
 
@@ -154,7 +155,7 @@ def test_a_history_database_that_never_answers_does_not_hold_the_refresh(httpser
     monkeypatch.setenv("NOTIFY_URLS", "")
     httpserver.expect_request("/api/v2/sql").respond_with_handler(ok_answer)
     started = time.monotonic()
-    (result,) = runs.refresh([v2_job(httpserver.url_for("/api/v2/sql"), time_budget=20)], run_key="k", timing=FAST)
+    (result,) = test_runs.refresh([v2_job(httpserver.url_for("/api/v2/sql"), time_budget=20)], run_key="k", timing=FAST)
     assert time.monotonic() - started < GENEROUS
     assert result.outcome == "ok" and "history not recorded" in result.notice, result
 
@@ -171,7 +172,7 @@ def test_two_deliveries_of_one_run_at_once_call_carto_once(httpserver, database_
     httpserver.expect_request("/api/v2/sql").respond_with_handler(slow)
     job = v2_job(httpserver.url_for("/api/v2/sql"))
     results = []
-    threads = [threading.Thread(target=lambda: results.extend(runs.refresh([job], run_key="same", timing=FAST)))
+    threads = [threading.Thread(target=lambda: results.extend(test_runs.refresh([job], run_key="same", timing=FAST)))
                for _ in range(2)]
     for thread in threads:
         thread.start()
@@ -191,7 +192,7 @@ def test_a_database_gone_between_claim_and_finish_still_gives_the_line(httpserve
         return Response('{"error":["boom"]}', status=400, content_type="application/json")
 
     httpserver.expect_request("/api/v2/sql").respond_with_handler(answer_then_lose_the_database)
-    (result,) = runs.refresh([v2_job(httpserver.url_for("/api/v2/sql"))], run_key="k1", timing=FAST)
+    (result,) = test_runs.refresh([v2_job(httpserver.url_for("/api/v2/sql"))], run_key="k1", timing=FAST)
     assert (result.outcome, result.reason) == ("error", "HTTP 400: boom")
     assert result.notice.startswith("history not recorded: cannot connect to") and "pw" not in result.notice
     assert db.run("SELECT outcome FROM refresh_runs") == [["running"]]  # claimed, never finished

@@ -10,6 +10,7 @@ retried). Deadlines, secrets, logging and exit codes are written here once, and 
 is caught here once.
 """
 
+import json
 import logging
 import os
 import sys
@@ -276,7 +277,10 @@ def command_line(command: str, argv: list[str] | None = None) -> int:
         if not results and (request.every or request.at):  # an entry left when its jobs went
             print(f"nothing to run: no [[{kind.name}]] job on that schedule", file=sys.stderr)
         for result in results:
-            if result.outcome == INVALID:  # the reason names file, job and key
+            if log.json_lines():  # one object per line, whatever a page's error text holds
+                print(json.dumps({**log_record(result), "line": log.redact(result.line())}, ensure_ascii=False),
+                      file=sys.stderr if result.outcome == INVALID else sys.stdout)
+            elif result.outcome == INVALID:  # the reason names file, job and key
                 print(f"error: {log.redact(result.reason)}", file=sys.stderr)
             else:
                 print(log.redact(result.line()))
@@ -298,3 +302,7 @@ def run_command(body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return errors.FAILED
+    except BrokenPipeError:  # stdout closed early (`... | head`): nothing more to say, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush has somewhere to go
+        return 0

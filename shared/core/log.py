@@ -150,6 +150,11 @@ def in_lambda() -> bool:
     return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
 
 
+def json_lines() -> bool:
+    """Whether lines go out as JSON objects ($LOG_FORMAT=json, the default in Lambda)."""
+    return (os.environ.get("LOG_FORMAT") or ("json" if in_lambda() else "text")).lower() == "json"
+
+
 def setup() -> None:
     """Send log records to stderr, one line each, secrets redacted, at $LOG_LEVEL (INFO) in
     $LOG_FORMAT (text; json in Lambda). Safe to call again: it applies the settings anew."""

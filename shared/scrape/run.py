@@ -168,7 +168,9 @@ class _Writer:
         if self.down:
             return {job.name: _unstored(job, self.down) for job, _ in batch}
         try:
+            started = time.monotonic()
             stored = list(zip(batch, store.record_batch(self.connection(), [c for _, c in batch], self.run_key)))
+            logger.debug("wrote a batch of %d checks in %.3f s", len(batch), time.monotonic() - started)
         except Exception as exc:
             problem = db.classify(exc, "storing checks")
             if isinstance(problem, db.DatabaseUnavailable) and not self.reconnect(problem) \
@@ -306,6 +308,8 @@ def _check_target(http, job: ScrapeJob, state: store.TargetState | None, hold: m
     at, started = datetime.now(timezone.utc), time.monotonic()
     fingerprint = filters.fingerprint(job)
     validators = _validators(job, state, fingerprint)
+    if validators:
+        logger.debug("%s: conditional request (%s)", job.name, ", ".join(validators))
     try:
         page = _fetch(http, job, validators, hold, job.timeout)
         if page.status == 304 and (not validators or page.redirected):
@@ -316,12 +320,15 @@ def _check_target(http, job: ScrapeJob, state: store.TargetState | None, hold: m
             if page.status == 304:
                 raise fetch.FetchError("HTTP 304 Not Modified to a request that was not conditional")
         if page.status == 304:
+            logger.debug("%s: 304 Not Modified: unchanged, no body fetched", job.name)
             return store.Check(job.name, log.redact(job.url), at, not_modified=True, filters=fingerprint,
                                etag=page.etag, last_modified=page.last_modified, base=state.content_id)
+        filtering = time.monotonic()
         body = box.apply(job, page.text, job.timeout - (time.monotonic() - started))
+        logger.debug("%s: filters took %.3f s", job.name, time.monotonic() - filtering)
         body = log.redact(body)  # a page may echo the secret URL it was fetched from
     except (fetch.FetchError, filters.FilterError) as exc:
-        logger.warning("%s: %s failed: %s", job.name, job.url, one_line(exc))
+        logger.debug("%s: %s failed: %s", job.name, job.url, one_line(exc))  # its result line says so
         return store.Check(job.name, log.redact(job.url), at, error=one_line(exc, ERROR_CHARS))
     except Exception as exc:  # a bug or a page nobody foresaw: this target fails, the run goes on
         logger.exception("%s: checking %s failed unexpectedly", job.name, job.url)
