@@ -301,7 +301,8 @@ def deploy(zip_path: Path, secrets_from_env: bool = False, bucket: str | None = 
     code_key = upload(aws, bucket, zip_path.read_bytes(), "lambda", ".zip")
     template_key = upload(aws, bucket, json.dumps(rendered, indent=1).encode(), "template", ".json")
     cfn = aws.client("cloudformation")
-    status = apply(cfn, template_url(aws, bucket, template_key), {"CodeBucket": bucket, "CodeKey": code_key})
+    status = apply(cfn, template_url(aws, bucket, template_key),
+                   {"CodeBucket": bucket, "CodeKey": code_key, "AlertEmail": os.environ.get("ALERT_EMAIL", "")})
     remove_artifacts(aws, bucket, keep=(code_key, template_key))  # older zips: no stack refers to them now
     lines.append(f"stack {plan.STACK} in {aws.region}: {status}")
     for f in the_plan.functions:

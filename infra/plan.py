@@ -74,6 +74,13 @@ class ScheduleSpec:
     expression: str
     max_event_age: int  # seconds: a run older than the next one is not worth delivering
     jobs: tuple[str, ...]  # the jobs it runs (a dispatcher schedule: the jobs it shards)
+    interval: int | None = None  # seconds between runs; None for a cron expression
+
+    @property
+    def group(self) -> str:
+        """Its own schedule group: EventBridge Scheduler counts invocations per group, so each
+        schedule's missing runs can raise an alarm of its own."""
+        return f"{STACK}-{hashlib.sha256(self.name.encode()).hexdigest()[:8]}"
 
     @property
     def input(self) -> str:
@@ -124,7 +131,7 @@ def schedules(jobs_schedules: list) -> tuple[ScheduleSpec, ...]:
         if kind == SHARDED and len(names) > dispatch_threshold():
             function = FUNCTIONS["dispatch"]
         out.append(ScheduleSpec(schedule_name(function.kind, expression), function, expression,
-                                _max_age(members[0][1]), names))
+                                _max_age(members[0][1]), names, members[0][1].interval))
     return tuple(out)
 
 

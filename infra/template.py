@@ -43,8 +43,8 @@ def render(p: plan.Plan) -> dict:
             "Properties": {"QueueName": f"{plan.STACK}-dead-letters", "MessageRetentionPeriod": 1209600},
         },
     }
+    resources.update(_alerts(p))
     if p.schedules:
-        resources["ScheduleGroup"] = {"Type": "AWS::Scheduler::ScheduleGroup", "Properties": {"Name": plan.STACK}}
         resources["SchedulerRole"] = {
             "Type": "AWS::IAM::Role",
             "Properties": {
@@ -80,11 +80,19 @@ def render(p: plan.Plan) -> dict:
         resources.update(_function(p, f))
     for s in p.schedules:
         # Logical IDs keep only letters and digits: a hash of the name keeps look-alikes apart.
-        resources[logical_id("schedule", s.name) + hashlib.sha256(s.name.encode()).hexdigest()[:8]] = {
+        schedule_id = logical_id("schedule", s.name) + hashlib.sha256(s.name.encode()).hexdigest()[:8]
+        resources[schedule_id + "Group"] = {"Type": "AWS::Scheduler::ScheduleGroup", "Properties": {"Name": s.group}}
+        if s.interval:  # a schedule that stops (disabled, deleted, failing to invoke) alarms
+            resources[schedule_id + "MissedAlarm"] = _alarm(
+                f"{plan.STACK} {s.name}: no invocation for twice its interval", "AWS/Scheduler",
+                "InvocationAttemptCount", [("ScheduleGroup", s.group)], "Sum", s.interval, "LessThanThreshold", 1,
+                missing="breaching", periods=2)
+        resources[schedule_id] = {
             "Type": "AWS::Scheduler::Schedule",
+            "DependsOn": schedule_id + "Group",
             "Properties": {
                 "Name": s.name,
-                "GroupName": {"Ref": "ScheduleGroup"},
+                "GroupName": s.group,
                 "ScheduleExpression": s.expression,
                 "ScheduleExpressionTimezone": "UTC",
                 "FlexibleTimeWindow": {"Mode": "OFF"},
@@ -106,10 +114,13 @@ def render(p: plan.Plan) -> dict:
         "Parameters": {
             "CodeBucket": {"Type": "String", "Description": "S3 bucket holding dist/lambda.zip"},
             "CodeKey": {"Type": "String", "Default": "lambda.zip", "Description": "S3 key of the zip"},
+            "AlertEmail": {"Type": "String", "Default": "", "Description": "an address the alarms' topic mails (ALERT_EMAIL)"},
         },
+        "Conditions": {"HasAlertEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlertEmail"}, ""]}]}},
         "Resources": resources,
         "Outputs": {
             "DeadLetterQueueUrl": {"Value": {"Ref": "DeadLetterQueue"}},
+            "AlertTopicArn": {"Value": {"Ref": "AlertTopic"}, "Description": "subscribe anyone else to the alarms here"},
             "DatabaseConnections": {"Value": str(sum(p.reserved.values()) * plan.CONNECTIONS_PER_RUN),
                                     "Description": f"at most, of DB_CONNECTIONS={p.connections}"},
         },
@@ -149,6 +160,38 @@ def check(p: plan.Plan, resources: dict) -> None:
             raise ConfigError(f"{resource['Type']} {logical}: {key} {name[:80]!r} is not a name AWS accepts"
                               f" (at most {longest} of {chars.strip('[]+')}): shorten STACK_NAME or the job's"
                               " schedule")
+
+
+def _alerts(p: plan.Plan) -> dict:
+    """One SNS topic every alarm tells (ALERT_EMAIL subscribes an address at deploy; any other
+    subscriber can be added to the topic): each function's errors and the dead-letter queue's
+    messages. The schedules' own alarms are made with them in render()."""
+    resources = {
+        "AlertTopic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": f"{plan.STACK}-alerts"}},
+        "AlertEmailSubscription": {
+            "Type": "AWS::SNS::Subscription", "Condition": "HasAlertEmail",
+            "Properties": {"TopicArn": {"Ref": "AlertTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlertEmail"}},
+        },
+        "DeadLetterAlarm": _alarm(f"{plan.STACK}: runs in the dead-letter queue", "AWS/SQS",
+                                  "ApproximateNumberOfMessagesVisible",
+                                  [("QueueName", {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]})], "Maximum", 300,
+                                  "GreaterThanThreshold", 0),
+    }
+    for f in p.functions:
+        resources[logical_id(f.kind, "ErrorsAlarm")] = _alarm(
+            f"{plan.STACK} {f.kind}: failed invocations", "AWS/Lambda", "Errors",
+            [("FunctionName", {"Ref": logical_id(f.kind, "Function")})], "Sum", 300, "GreaterThanThreshold", 0)
+    return resources
+
+
+def _alarm(name: str, namespace: str, metric: str, dimensions: list, statistic: str, period: int, comparison: str,
+           threshold: float, missing: str = "notBreaching", periods: int = 1) -> dict:
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmName": name, "Namespace": namespace, "MetricName": metric,
+        "Dimensions": [{"Name": key, "Value": value} for key, value in dimensions],
+        "Statistic": statistic, "Period": period, "EvaluationPeriods": periods, "DatapointsToAlarm": periods,
+        "ComparisonOperator": comparison, "Threshold": threshold, "TreatMissingData": missing,
+        "AlarmActions": [{"Ref": "AlertTopic"}], "OKActions": [{"Ref": "AlertTopic"}]}}
 
 
 def _targets(p: plan.Plan) -> list[str]:

@@ -296,9 +296,9 @@ def actions(role: dict) -> dict:
 def test_each_role_may_do_only_what_its_function_needs(monkeypatch):
     monkeypatch.setenv("JOBS_TOML", many_scrape_jobs(plan.DISPATCH_THRESHOLD + 1)
                        + '[[refresh]]\nname = "r"\nusername = "u"\napi_key = "k"\n')
-    resources = template.render(plan.load())["Resources"]
-    assert lint_errors({"AWSTemplateFormatVersion": "2010-09-09", "Parameters": {"CodeBucket": {"Type": "String"},
-                        "CodeKey": {"Type": "String"}}, "Resources": resources}) == []
+    rendered = template.render(plan.load())
+    resources = rendered["Resources"]
+    assert lint_errors(rendered) == []
     logs = {"logs:CreateLogStream", "logs:PutLogEvents"}
     assert set(actions(resources["ScrapeRole"])) == logs | {"sqs:SendMessage", "ssm:GetParametersByPath",
                                                            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
@@ -367,6 +367,7 @@ def aws(moto_server, monkeypatch):
 def test_deploy_creates_then_updates_the_stack_through_change_sets(aws, jobs_file, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CARTO_API_KEY", "k3y-v4lue-123")
     monkeypatch.setenv("DATABASE_URL", "postgres://u:pw-secret@db.example.com/d?sslmode=require")
+    monkeypatch.setenv("ALERT_EMAIL", "oncall@example.org")
     zip_path = lambda_zip(tmp_path, JOBS)
     code, out, err = run(["deploy", "--zip", str(zip_path), "--secrets-from-env"], capsys)
     assert code == 0, err
@@ -378,6 +379,7 @@ def test_deploy_creates_then_updates_the_stack_through_change_sets(aws, jobs_fil
     stack = cfn.describe_stacks(StackName=plan.STACK)["Stacks"][0]
     params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
     assert params["CodeKey"].startswith(f"{plan.STACK}/lambda-") and params["CodeKey"].endswith(".zip")
+    assert params["AlertEmail"] == "oncall@example.org"  # the alarms' topic mails it
     fn = lam.get_function(FunctionName=plan.FUNCTIONS["scrape"].name)
     assert (fn["Configuration"]["Runtime"], fn["Configuration"]["Handler"], fn["Configuration"]["Timeout"]) == (
         plan.RUNTIME, "functions.scrape.handler", 540)
@@ -576,3 +578,35 @@ def test_a_physical_name_past_aws_limits_is_refused(jobs_file, monkeypatch):
                                           r" accepts \(at most 64"):
         template.render(plan.Plan(p.schedules, (long,) + p.functions[1:], p.reserved, p.queue_concurrency,
                                   p.connections))
+
+
+# --- alarms that reach a person ------------------------------------------------------------------
+
+def test_the_template_alarms_on_errors_dead_letters_and_missed_schedules_to_one_topic(jobs_file):
+    rendered = template.render(plan.load())
+    assert lint_errors(rendered) == []
+    resources = rendered["Resources"]
+    alarms = {key: r["Properties"] for key, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert all(a["AlarmActions"] == [{"Ref": "AlertTopic"}] for a in alarms.values())
+    assert resources["AlertTopic"]["Properties"]["TopicName"] == f"{plan.STACK}-alerts"
+    errors = [a for a in alarms.values() if a["MetricName"] == "Errors"]
+    assert sorted(a["Dimensions"][0]["Value"]["Ref"] for a in errors) == ["RefreshFunction", "ScrapeFunction"]
+    (dead,) = [a for a in alarms.values() if a["Namespace"] == "AWS/SQS"]
+    assert dead["MetricName"] == "ApproximateNumberOfMessagesVisible" and dead["Threshold"] == 0
+    missed = {a["Dimensions"][0]["Value"]: a for a in alarms.values() if a["Namespace"] == "AWS/Scheduler"}
+    schedules = {s.group: s for s in plan.load().schedules}
+    assert set(missed) == set(schedules)  # one per schedule, on its own group's invocations
+    for group, alarm in missed.items():
+        assert alarm["TreatMissingData"] == "breaching" and alarm["ComparisonOperator"] == "LessThanThreshold"
+        assert alarm["Period"] * alarm["EvaluationPeriods"] == 2 * schedules[group].interval  # twice its interval
+    groups = {r["Properties"]["Name"] for r in resources.values() if r["Type"] == "AWS::Scheduler::ScheduleGroup"}
+    assert groups == set(schedules)
+    subscription = resources["AlertEmailSubscription"]
+    assert subscription["Condition"] == "HasAlertEmail" and subscription["Properties"]["Protocol"] == "email"
+
+
+def test_a_cron_schedule_gets_no_missed_runs_alarm(monkeypatch):
+    monkeypatch.setenv("JOBS_TOML", '[[scrape]]\nname = "w"\nurl = "http://x/"\ncron = "0 4 ? * MON-FRI *"\n')
+    resources = template.render(plan.load())["Resources"]
+    assert not [r for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"
+                and r["Properties"]["Namespace"] == "AWS/Scheduler"]
