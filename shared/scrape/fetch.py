@@ -34,7 +34,7 @@ from urllib3.exceptions import (
 
 from shared.core import db, log, numbers
 from shared.core.names import USER_AGENT
-from shared.scrape import memory
+from shared.scrape import blocks, memory
 
 CONNECT_TIMEOUT = 10.0  # seconds to open the connection
 TOTAL_TIMEOUT = 30.0  # seconds for the whole exchange, body included
@@ -253,7 +253,12 @@ def _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, 
         response.connection.close()
     try:
         if not (200 <= response.status < 300 or response.status == 304):
-            # 4xx/5xx, and what never carries the page: a redirect without Location, 1xx, 300.
+            # 4xx/5xx, and what never carries the page: a redirect without Location, 1xx, 300. A
+            # bot-protection challenge says so (its page is small: the head of it is enough).
+            head = response.read1(blocks.HEAD_BYTES) if response.status in (403, 429, 503) else b""
+            sign = blocks.block(response.status, response.headers, head)
+            if sign:
+                raise FetchError(f"blocked by bot protection ({sign})")
             raise FetchError(f"HTTP {response.status} {response.reason or ''}".strip())
         declared = response.headers.get("Content-Length", "")
         if numbers.is_whole(declared) and int(declared) > max_bytes:
@@ -273,6 +278,9 @@ def _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, 
             raw += chunk
         if watch.expired:  # a body that ends with its connection may have been cut by the watch
             raise FetchError(f"timed out: no complete answer within {total_timeout:g} s")
+        sign = blocks.block(response.status, response.headers, raw)
+        if sign:  # a challenge served with 200: never stored as the page
+            raise FetchError(f"blocked by bot protection ({sign})")
         clean = True
         return Page(
             url=response.geturl() or url,
