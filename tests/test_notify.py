@@ -203,7 +203,7 @@ def test_editing_the_filters_is_not_a_change_of_page(database_url, site, tmp_pat
     run_cli(capsys)
     write_jobs(tmp_path, monkeypatch, f'[[scrape]]\nname = "agenda"\nurl = "{site["url"]}"\nselect = "li"\n'
                                       f'ignore = "Item \\\\d: "\n')
-    assert run_cli(capsys) == (0, "agenda: changed\n")  # stored as a new content...
+    assert run_cli(capsys) == (0, "agenda: changed (not notified: filters edited)\n")  # stored as a new content...
     assert site["hooks"] == []  # ...but nobody is told: the page did not change
     site["items"] = ["Item 1: budget", "Item 2: parks", "Item 3: roads"]
     assert run_cli(capsys) == (0, "agenda: changed\n")
@@ -214,10 +214,14 @@ def test_editing_the_filters_is_not_a_change_of_page(database_url, site, tmp_pat
 def test_long_diffs_are_trimmed():
     before = "\n".join(f"line {i}" for i in range(1000))
     after = "\n".join(f"line {i} edited" for i in range(1000))
-    diff = messages.unified_diff(before, after)
-    assert len(diff) <= messages.MAX_DIFF_CHARS + 100
-    assert len(diff.splitlines()) == messages.MAX_DIFF_LINES + 1
-    assert diff.endswith(f"... {2003 - messages.MAX_DIFF_LINES} more diff lines not shown")
+    diff = messages.unified_diff(before, after, "agenda")
+    lines = diff.splitlines()
+    assert len(diff) <= messages.MAX_DIFF_CHARS + 200 and len(lines) <= messages.MAX_DIFF_LINES + 4
+    removed = [line for line in lines if line.startswith("-") and not line.startswith("---")]
+    added = [line for line in lines if line.startswith("+") and not line.startswith("+++")]
+    assert removed and added and abs(len(removed) - len(added)) <= 1  # both sides, balanced
+    shown = len(lines) - 1
+    assert lines[-1] == (f"... {2003 - shown} more diff lines not shown: python -m functions.history diff agenda")
 
 
 def test_notification_secrets_never_reach_the_log(monkeypatch):

@@ -138,14 +138,26 @@ def urls_for(job) -> tuple[str, ...]:
 
 
 def messages_for(job, check: Check) -> list[Message]:
-    """The messages this check calls for: usually none. Every text is redacted, and the diff is
-    made from redacted contents, so no trimming can leave part of a secret."""
-    messages = []
+    """The messages this check calls for: usually none."""
+    return plan(job, check)[0]
+
+
+def plan(job, check: Check) -> tuple[list[Message], str | None]:
+    """The messages this check calls for, and why a change sends none (for its result line:
+    `changed (not notified: only removals)`). Every text is redacted, and the diff is made from
+    redacted contents, so no trimming can leave part of a secret."""
+    messages, why = [], None
     where = log.redact(job.where)
-    if check.outcome == "changed" and not check.filters_changed and check.previous_body is not None:
-        diff = unified_diff(check.previous_body, check.body or "")
-        messages.append(Message(log.redact(f"{job.name} changed"),
-                                log.redact(f"{job.name} changed ({check.at})\n{where}\n\n{diff}")))
+    if check.outcome == "changed" and check.filters_changed:
+        why = "not notified: filters edited"
+    elif check.outcome == "changed" and check.previous_body is not None:
+        lines = diff.hunks(log.redact(check.previous_body), log.redact(check.body or ""), CONTEXT_LINES,
+                           MAX_DIFF_INPUT_LINES)
+        why = _not_notified(job, lines)
+        if why is None:
+            shown = _trimmed(["--- before", "+++ after"] + lines, job.name)
+            messages.append(Message(log.redact(f"{job.name} changed"),
+                                    log.redact(f"{job.name} changed ({check.at})\n{where}\n\n{shown}")))
     if check.outcome == "error" and check.streak_before < job.alert_after <= check.streak:
         messages.append(Message(log.redact(f"{job.name} is failing"),
                                 log.redact(f"{job.name}: the last {check.streak} {check.unit} failed ({check.at})\n"
@@ -155,22 +167,62 @@ def messages_for(job, check: Check) -> list[Message]:
                                 log.redact(f"{job.name} recovered after {check.streak_before} failed {check.unit}"
                                            f" ({check.at})\n{where}"),
                                 SUCCESS))
-    return messages
+    return messages, why
 
 
-def unified_diff(before: str, after: str) -> str:
+def _not_notified(job, lines: list[str]) -> str | None:
+    """Why a change does not notify under the job's `notify_on` and `notify_if`, or None."""
+    added = [line[1:] for line in lines if line.startswith("+")]
+    removed = [line for line in lines if line.startswith("-")]
+    on = getattr(job, "notify_on", "any")
+    if on == "added" and not added:
+        return "not notified: only removals"
+    if on == "removed" and not removed:
+        return "not notified: only additions"
+    pattern = getattr(job, "notify_if", None)
+    if pattern:
+        import re as regex  # the pattern was checked (bounded) when the job was built
+
+        matcher = regex.compile(pattern)
+        if not any(matcher.search(line[:MAX_MATCHED_CHARS]) for line in added):
+            return "not notified: no added line matches notify_if"
+    return None
+
+
+MAX_MATCHED_CHARS = 2000  # of each added line, searched by notify_if (bounded like `ignore`)
+
+
+def unified_diff(before: str, after: str, name: str = "NAME") -> str:
     """The diff between two contents, trimmed. Secrets are redacted first: a secret cut by the
     trimming (one of many lines, say) would no longer match, and part of it would show."""
     lines = ["--- before", "+++ after"] + diff.hunks(log.redact(before), log.redact(after), CONTEXT_LINES,
                                                      MAX_DIFF_INPUT_LINES)
-    shown, size = [], 0
+    return _trimmed(lines, name)
+
+
+def _trimmed(lines: list[str], name: str) -> str:
+    """At most MAX_DIFF_LINES lines and MAX_DIFF_CHARS characters of a diff, balanced: removed and
+    added lines each get half of what is left after headers and context, so a large change shows
+    both sides; what is cut is counted, with the command that shows the whole diff."""
+    total = sum(len(line) + 1 for line in lines)
+    if len(lines) <= MAX_DIFF_LINES and total <= MAX_DIFF_CHARS:
+        return "\n".join(lines)
+    budget = {"-": [MAX_DIFF_LINES // 2, MAX_DIFF_CHARS // 2], "+": [MAX_DIFF_LINES // 2, MAX_DIFF_CHARS // 2]}
+    shown, size, cut = [], 0, 0
     for line in lines:
-        if len(shown) >= MAX_DIFF_LINES or size + len(line) > MAX_DIFF_CHARS:
-            break
+        sign = line[:1] if line[:1] in "-+" and not line.startswith(("---", "+++")) else ""
+        if sign:
+            count, chars = budget[sign]
+            if count <= 0 or chars < len(line) + 1:
+                cut += 1
+                continue
+            budget[sign] = [count - 1, chars - len(line) - 1]
+        elif len(shown) >= MAX_DIFF_LINES or size + len(line) > MAX_DIFF_CHARS:
+            cut += 1
+            continue
         shown.append(line)
         size += len(line) + 1
-    if len(shown) < len(lines):
-        shown.append(f"... {len(lines) - len(shown)} more diff lines not shown")
+    shown.append(f"... {cut} more diff lines not shown: python -m functions.history diff {name}")
     return "\n".join(shown)
 
 

@@ -95,22 +95,24 @@ class Outbox:
 
     # --- the run's side ---------------------------------------------------------------------
 
-    def post(self, job, check: messages.Check) -> None:
-        """Queue what this stored check calls for; returns at once and never raises for a
+    def post(self, job, check: messages.Check) -> str | None:
+        """Queue what this stored check calls for; returns at once, with why a change sends
+        nothing (None when it does, or nobody is to be told), and never raises for a
         notification's sake (a failure becomes the job's notice)."""
         if self._notices is not None:
             raise RuntimeError("Outbox.post() after close()")
         try:
             urls = messages.urls_for(job)
-            outgoing = messages.messages_for(job, check) if urls else ()  # no diff for nobody
+            outgoing, why = messages.plan(job, check) if urls else ((), None)  # no diff for nobody
         except Exception as exc:  # a bug here must not stop the run's other targets
             logger.exception("%s: notifications failed", job.name)
             with self._lock:
                 self._record_failure(job.name, log.redact(str(exc) or type(exc).__name__), -1)
-            return
+            return None
         for message in outgoing:
             for url in urls:
                 self._put(_Delivery(job.name, url, message))
+        return why
 
     def close(self) -> dict[str, str]:
         """Wait for what is queued, up to the deadline less CLOSE_MARGIN (without a deadline,

@@ -215,3 +215,38 @@ def check_selector(selector: str) -> None:
         LexborHTMLParser("<p></p>").css(selector)
     except SelectolaxError:
         raise ValueError(f"selector {selector!r} is not valid CSS") from None
+
+
+def check_trigger(pattern: str) -> None:
+    """Raise ValueError if `pattern` cannot serve as `notify_if`. It runs beside the run, not in
+    the filter sandbox, so it is bounded by its shape instead of a worker's timeout: no repeat
+    inside a repeated group (`(a+)+`, `(a|ab)*`): without one, a regular expression's search
+    is at worst quadratic in a line, and lines are cut at 2,000 characters."""
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError("key 'notify_if' must be a non-empty regular expression")
+    try:
+        check_pattern(pattern)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("key 'ignore'", "key 'notify_if'", 1)) from None
+    import re._parser as parser  # the standard library's own parser: what re.compile reads
+
+    def nested(items, repeated: bool) -> bool:
+        for op, arg in items:
+            name = str(op)
+            if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+                if repeated or nested(arg[2], True):
+                    return True
+            elif name == "BRANCH":
+                if repeated or any(nested(branch, repeated) for branch in arg[1]):
+                    return True
+            elif name in ("SUBPATTERN", "ATOMIC_GROUP"):
+                if nested(arg[-1], repeated):
+                    return True
+            elif name in ("ASSERT", "ASSERT_NOT") and nested(arg[1], repeated):
+                return True
+        return False
+
+    if nested(parser.parse(pattern), False):
+        raise ValueError(f"key 'notify_if': {_short(pattern)} repeats a group that itself repeats or branches:"
+                         " such a pattern can take hours on one line; write it without nesting")
+

@@ -9,6 +9,7 @@ from shared.scrape import filters
 from shared.scrape.store import MAX_KEEP_DAYS
 
 DEFAULT_EVERY = "10m"
+NOTIFY_ON = ("any", "added", "removed")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class ScrapeJob:
     notify: tuple[str, ...] | None = None  # Apprise URLs; None means $NOTIFY_URLS, [] none
     alert_after: int = 3  # consecutive failed checks before one alert
     heartbeat: str | None = None  # a ping URL for this job alone (shared/notify/heartbeat.py)
+    # What notifies (a change is stored and shown either way): "any", "added" (the diff adds a
+    # line) or "removed"; and notify_if, a regular expression an added line must match.
+    notify_on: str = "any"
+    notify_if: str | None = None
 
     def __post_init__(self):
         keys.check_common(self, DEFAULT_EVERY)
@@ -54,6 +59,10 @@ class ScrapeJob:
             keys.check_type(self, "text", bool)
         if self.whitespace not in filters.WHITESPACE_MODES:
             raise ValueError(f"key 'whitespace' must be one of {', '.join(filters.WHITESPACE_MODES)}, not {self.whitespace!r}")
+        if self.notify_on not in NOTIFY_ON:
+            raise ValueError(f"key 'notify_on' must be one of {', '.join(map(repr, NOTIFY_ON))}, not {self.notify_on!r}")
+        if self.notify_if is not None:
+            filters.check_trigger(self.notify_if)
         if self.keep_days is not None:
             keys.check_type(self, "keep_days", int)
             if not 1 <= self.keep_days <= MAX_KEEP_DAYS:

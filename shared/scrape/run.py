@@ -380,8 +380,8 @@ def _result(job: ScrapeJob, check: store.Check, stored, outbox: Outbox) -> Resul
         event = messages.Check(stored.outcome, at, body=body, previous_body=stored.previous_body,
                              filters_changed=stored.filters_changed, streak_before=stored.previous_streak)
     # The check is stored: a failed notification is reported (its notice), never undoes it.
-    outbox.post(job, event)
-    return result
+    why = outbox.post(job, event)
+    return replace(result, notice=why) if why else result
 
 
 def adhoc_table(url: str, name: str | None) -> dict:
