@@ -363,12 +363,16 @@ def test_adopting_urlwatch_writes_its_jobs_and_imports_every_snapshot(database_u
     for note in ("not mapped: Minutes-by-xpath: filter xpath {\"path\": \"//p\"}: not mapped",
                  "not mapped: Minutes-by-xpath: filter grep {\"re\": \"x\"}: not mapped",
                  "not mapped: Minutes-by-xpath: filter re.sub {\"pattern\": \"a\", \"repl\": \"b\"}: not mapped",
-                 "not mapped: Minutes-by-xpath: headers: not mapped",
+                 "not mapped: Minutes-by-xpath: headers.Authorization is written as"
+                 " ${MINUTES_BY_XPATH_HEADERS_AUTHORIZATION}: set that variable to urlwatch's value",
                  "not mapped: job #4: a shell command: not written, its history not imported"):
         assert note in lines, (note, out)
 
-    # The jobs file: ours, then theirs, each a job that builds.
+    # The jobs file: ours, then theirs, each a job that builds (its header's variable set).
+    assert "s3cret-token" not in jobs.read_text()
+    monkeypatch.setenv("MINUTES_BY_XPATH_HEADERS_AUTHORIZATION", "Bearer s3cret-token")
     written = {e.name: config.build(e) for e in config.entries(jobs)}
+    assert written["Minutes-by-xpath"].headers == {"Authorization": "Bearer s3cret-token"}
     assert list(written)[0] == "mine" and len(written) == 4
     agenda = written["Council-agenda"]
     assert (agenda.url, agenda.select, agenda.ignore, agenda.text, agenda.alert_after) == (
@@ -434,10 +438,12 @@ def test_urlwatch_mapping_of_legacy_filters_passwords_and_other_keys():
     ], taken={"Agenda-week": "https://elsewhere.example/"})
     first, second, local, browser = jobs
     assert first.table == {"name": "Agenda-week-2", "url": "https://user:${AGENDA_WEEK_2_PASSWORD}@example.org/a",
-                           "select": ["#x"], "text": True, "conditional": False}
+                           "select": ["#x"], "text": True, "conditional": False,
+                           "cookies": {"session": "${AGENDA_WEEK_2_COOKIES_SESSION}"}}
     assert "pa55word" not in " ".join(first.notes) and log.redact("pa55word") == "***"
     assert "Agenda-week-2: timeout 0: ours is from 0 to 300 seconds (default 30)" in first.notes
-    assert "Agenda-week-2: cookies: not mapped" in first.notes
+    assert ("Agenda-week-2: cookies.session is written as ${AGENDA_WEEK_2_COOKIES_SESSION}: set that variable to"
+            " urlwatch's value") in first.notes and log.redact("secret") == "***"
     assert "Agenda-week-2: the URL's password is written as ${AGENDA_WEEK_2_PASSWORD}: set that variable" in first.notes
     # Mapped again against the jobs written: the same names, not new ones.
     again = urlwatch.map_jobs([{"url": "https://user:pa55word@example.org/a", "name": "Ägenda: week"}],

@@ -154,6 +154,8 @@ def _expand(value, key: str):
     it is expanded."""
     if isinstance(value, list):
         return [_expand(item, key) for item in value]
+    if isinstance(value, dict):  # headers, cookies, a form: their values may use ${VAR} too
+        return {name: _expand(item, key) for name, item in value.items()}
     if not isinstance(value, str):
         return value
 

@@ -16,7 +16,7 @@ from shared.core.db import transaction
 from shared.core.errors import ConfigError, WorkFailed
 from shared.core.text import one_line, plural
 from shared.notify import diff
-from shared.scrape import fetch, filters, store
+from shared.scrape import fetch, filters, request, store
 from shared.scrape.job import ScrapeJob
 
 CONTEXT_LINES = 3  # diff context, as diff -u
@@ -223,7 +223,8 @@ def test(job: ScrapeJob) -> tuple[str, int]:
     started = time.monotonic()
     http = fetch.new_pool(hosts=1, per_host=1)
     try:
-        page = fetch.fetch(http, job.url, total_timeout=job.timeout,
+        method, headers, data = request.prepared(job)
+        page = fetch.fetch(http, job.url, total_timeout=job.timeout, headers=headers, method=method, body=data,
                            connect_timeout=min(fetch.CONNECT_TIMEOUT, job.timeout))
         with Sandbox(size=1) as sandbox:
             body = sandbox.apply(job, page.text, seconds=job.timeout - (time.monotonic() - started))

@@ -32,9 +32,10 @@ import yaml
 from shared.core import log
 from shared.core.errors import ConfigError
 from shared.core.text import plural
-from shared.scrape import filters
+from shared.scrape import filters, request
 
-URL_KEYS_MAPPED = {"url", "name", "filter", "max_tries", "timeout", "ignore_cached", "kind"}
+URL_KEYS_MAPPED = {"url", "name", "filter", "max_tries", "timeout", "ignore_cached", "kind",
+                   "headers", "cookies", "method", "data"}
 NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -167,6 +168,7 @@ def map_jobs(docs: list[dict], taken: dict[str, str] | None = None) -> list[Mapp
                 variable = f"{slug}_PASSWORD" if slug[:1].isalpha() else f"JOB_{slug}_PASSWORD"
                 job.table["url"] = _with_password(job.table["url"], "${" + variable + "}")
                 job.notes.append(f"{name}: the URL's password is written as ${{{variable}}}: set that variable")
+            _secret_values(job, name)
             taken[name] = job.table["url"]
         mapped.append(job)
     return mapped
@@ -209,12 +211,77 @@ def map_job(doc: dict | Refused, index: int = 1) -> Mapped:
         notes.append(f"timeout {timeout!r}: ours is from 0 to 300 seconds (default 30)")
     if doc.get("ignore_cached") is True:
         table["conditional"] = False
+    notes += _map_request(doc, table)
     for key in doc:
         if key not in URL_KEYS_MAPPED and key != "user_visible_url":
             notes.append(f"{_brief(key) if not isinstance(key, str) or not key.isprintable() else key}: not mapped")
     if "user_visible_url" in doc:
         notes.append("user_visible_url: not mapped (its history is found by it)")
     return Mapped(location, table, notes, url)
+
+
+def _map_request(doc: dict, table: dict) -> list[str]:
+    """urlwatch's headers, cookies, method and data, as ours (shared/scrape/request.py). Their
+    values are written as ${VAR}s by map_jobs, never as they are: they may be secrets."""
+    notes = []
+    method = doc.get("method")
+    if isinstance(method, str) and method.upper() in request.METHODS:
+        if method.upper() != "GET":
+            table["method"] = method.upper()
+    elif method is not None:
+        notes.append(f"method: only {' and '.join(request.METHODS)} are sent here: not mapped")
+    data = doc.get("data")
+    if data is not None and table.get("method") is None and isinstance(data, (dict, str)):
+        table["method"] = "POST"  # urlwatch posts when a job has data
+    for key in ("headers", "cookies"):
+        value = doc.get(key)
+        if value is None:
+            continue
+        if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, (str, int, float)) and
+                                           not isinstance(v, bool) for k, v in value.items()):
+            table[key] = {k: str(v) for k, v in value.items()}
+        else:
+            notes.append(f"{key}: not a table of names and values: not mapped")
+    if isinstance(data, dict) and all(isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in data.items()):
+        table["data"] = {k: str(v) for k, v in data.items()}
+    elif isinstance(data, str):
+        table["data"] = data
+    elif data is not None:
+        notes.append("data: not a table of values or a string: not mapped")
+    try:
+        request.check(_Shape(table))
+    except ValueError as exc:
+        for key in ("headers", "cookies", "method", "data"):
+            table.pop(key, None)
+        notes.append(f"{str(exc)}: headers, cookies, method and data not mapped")
+    return notes
+
+
+class _Shape:
+    """A table's request keys, as request.check reads them from a job."""
+
+    def __init__(self, table: dict):
+        self.method = table.get("method", "GET")
+        self.headers, self.cookies, self.data = table.get("headers"), table.get("cookies"), table.get("data")
+
+
+def _secret_values(job: "Mapped", name: str) -> None:
+    """Each header, cookie and data value becomes a ${VAR} to set, never written as it is."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper()
+    prefix = slug if slug[:1].isalpha() else f"JOB_{slug}"
+    for key in ("headers", "cookies", "data"):
+        value = job.table.get(key)
+        if isinstance(value, str):
+            log.add_secret(value)
+            job.table[key] = "${" + f"{prefix}_DATA" + "}"
+            job.notes.append(f"{name}: data is written as ${{{prefix}_DATA}}: set that variable to urlwatch's value")
+        elif isinstance(value, dict):
+            for field_name in list(value):
+                log.add_secret(value[field_name])
+                variable = f"{prefix}_{key.upper()}_{re.sub(r'[^A-Za-z0-9]+', '_', field_name).strip('_').upper()}"
+                value[field_name] = "${" + variable + "}"
+                job.notes.append(f"{name}: {key}.{field_name} is written as ${{{variable}}}: set that variable to"
+                                 " urlwatch's value")
 
 
 def _map_filters(spec, table: dict) -> list[str]:
@@ -496,6 +563,9 @@ def _value(value) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table: headers, cookies, a form
+        keys = (k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k, ensure_ascii=False) for k in value)
+        return "{" + ", ".join(f"{k} = {_value(v)}" for k, v in zip(keys, value.values())) + "}"
     text = str(value)
     if "'" not in text and not any(ord(c) < 32 or ord(c) == 127 for c in text):
         return f"'{text}'"  # a literal string: regular expressions read as written

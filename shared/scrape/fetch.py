@@ -225,6 +225,8 @@ def fetch(
     max_bytes: int = MAX_BODY_BYTES,
     headers: dict | None = None,
     hold: memory.Hold | None = None,
+    method: str = "GET",
+    body: bytes | None = None,
 ) -> Page:
     """GET `url` within `total_timeout`; `hold` is the check's share of the run's memory budget,
     grown before a body passes memory.FREE_BYTES (shared/scrape/memory.py)."""
@@ -232,16 +234,19 @@ def fetch(
     watch = _WATCHDOG.watch(deadline)  # the sum of all waits, headers and redirects included
     _current.watch = watch
     try:
-        return _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, deadline, watch)
+        return _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, deadline, watch,
+                      method, body)
     finally:
         _current.watch = None
         watch.close()
 
 
-def _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, deadline, watch) -> Page:
+def _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, deadline, watch,
+           method="GET", body=None) -> Page:
     try:
         # The read timeout bounds each socket read; the watch bounds the sum.
-        response = pool.request("GET", url, headers={**pool.headers, **_credentials(url), **(headers or {})},
+        response = pool.request(method, url, body=body,
+                                headers={**pool.headers, **_credentials(url), **(headers or {})},
                                 preload_content=False,
                                 timeout=urllib3.Timeout(connect=connect_timeout, read=total_timeout))
     except (MaxRetryError, HTTPError, ValueError) as exc:

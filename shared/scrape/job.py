@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from shared.core import keys
-from shared.scrape import filters
+from shared.scrape import filters, request
 from shared.scrape.store import MAX_KEEP_DAYS
 
 DEFAULT_EVERY = "10m"
@@ -36,6 +36,11 @@ class ScrapeJob:
     # line) or "removed"; and notify_if, a regular expression an added line must match.
     notify_on: str = "any"
     notify_if: str | None = None
+    # What is sent (shared/scrape/request.py): a table of headers, of cookies, POST and its data.
+    headers: dict | None = None
+    cookies: dict | None = None
+    method: str = "GET"
+    data: dict | str | None = None
 
     def __post_init__(self):
         keys.check_common(self, DEFAULT_EVERY)
@@ -59,6 +64,7 @@ class ScrapeJob:
             keys.check_type(self, "text", bool)
         if self.whitespace not in filters.WHITESPACE_MODES:
             raise ValueError(f"key 'whitespace' must be one of {', '.join(filters.WHITESPACE_MODES)}, not {self.whitespace!r}")
+        request.check(self)
         if self.notify_on not in NOTIFY_ON:
             raise ValueError(f"key 'notify_on' must be one of {', '.join(map(repr, NOTIFY_ON))}, not {self.notify_on!r}")
         if self.notify_if is not None:

@@ -26,7 +26,7 @@ from shared.core.result import DUPLICATE, ERROR, SKIPPED, Result
 from shared.core.text import one_line
 from shared.notify import messages
 from shared.notify.outbox import Outbox
-from shared.scrape import fetch, filters, memory, sandbox, store
+from shared.scrape import fetch, filters, memory, request, sandbox, store
 from shared.scrape.job import ScrapeJob
 
 logger = logging.getLogger(__name__)
@@ -342,7 +342,8 @@ def _check_target(http, job: ScrapeJob, state: store.TargetState | None, hold: m
 def _validators(job: ScrapeJob, state: store.TargetState | None, fingerprint: str) -> dict:
     """If-None-Match / If-Modified-Since for this check, when a 304 would be trustworthy: the
     target has content, and its filters are those that made it (else the body must be redone)."""
-    if not job.conditional or state is None or not state.has_content or state.filters != fingerprint:
+    if not job.conditional or job.method != "GET" or state is None or not state.has_content \
+            or state.filters != fingerprint:
         return {}
     headers = {}
     if state.etag:
@@ -355,8 +356,9 @@ def _validators(job: ScrapeJob, state: store.TargetState | None, fingerprint: st
 def _fetch(http, job: ScrapeJob, headers: dict, hold: memory.Hold, seconds: float) -> fetch.Page:
     if seconds <= 0:
         raise fetch.FetchError(f"timed out: no complete answer within {job.timeout:g} s")
-    page = fetch.fetch(http, job.url, headers=headers, total_timeout=seconds,
-                       connect_timeout=min(fetch.CONNECT_TIMEOUT, seconds), hold=hold)
+    method, sent, body = request.prepared(job)
+    page = fetch.fetch(http, job.url, headers={**sent, **headers}, total_timeout=seconds,
+                       connect_timeout=min(fetch.CONNECT_TIMEOUT, seconds), hold=hold, method=method, body=body)
     hold.settle(memory.size_of(page.text) * 2)  # the text, and room for what filters make of it
     return page
 
