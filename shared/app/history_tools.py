@@ -16,7 +16,7 @@ from shared.core.db import transaction
 from shared.core.errors import ConfigError, WorkFailed
 from shared.core.text import one_line, plural
 from shared.notify import diff
-from shared.scrape import fetch, filters, request, store
+from shared.scrape import content, fetch, filters, request, store
 from shared.scrape.job import ScrapeJob
 
 CONTEXT_LINES = 3  # diff context, as diff -u
@@ -227,8 +227,9 @@ def test(job: ScrapeJob) -> tuple[str, int]:
         page = fetch.fetch(http, job.url, total_timeout=job.timeout, headers=headers, method=method, body=data,
                            connect_timeout=min(fetch.CONNECT_TIMEOUT, job.timeout))
         with Sandbox(size=1) as sandbox:
-            body = sandbox.apply(job, page.text, seconds=job.timeout - (time.monotonic() - started))
-    except (fetch.FetchError, filters.FilterError) as exc:
+            text = content.normalized(page.text, page.content_type, job.json)
+            body = sandbox.apply(job, text, seconds=job.timeout - (time.monotonic() - started))
+    except (fetch.FetchError, filters.FilterError, content.ContentError) as exc:
         raise WorkFailed(f"{job.name}: {job.url}: {exc}") from None
     finally:
         http.clear()

@@ -54,6 +54,7 @@ class Page:
     etag: str | None = None
     last_modified: str | None = None
     redirected: bool = False
+    content_type: str = ""
 
 
 # --- the whole exchange within its time ---------------------------------------------------
@@ -294,6 +295,7 @@ def _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, 
             etag=response.headers.get("ETag"),
             last_modified=response.headers.get("Last-Modified"),
             redirected=bool(response.retries and response.retries.history),
+            content_type=str(response.headers.get("Content-Type", ""))[:200],
         )
     except HTTPError as exc:  # raised while reading the body
         raise _failure(exc, url, connect_timeout, total_timeout, watch.expired) from None

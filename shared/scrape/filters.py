@@ -158,7 +158,10 @@ def settings(job) -> dict:
 
 def fingerprint(job) -> str:
     """Identifies the job's filter settings, so a change of filters is not taken for a change of page."""
-    return hashlib.sha256(json.dumps(settings(job), sort_keys=True).encode()).hexdigest()[:16]
+    chosen = settings(job)
+    if getattr(job, "json", None):  # what of a JSON answer is kept: an edit is no change of page either
+        chosen = {**chosen, "json": job.json}
+    return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def apply(job, page: str) -> str:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from shared.core import keys
-from shared.scrape import filters, request
+from shared.scrape import content, filters, request
 from shared.scrape.store import MAX_KEEP_DAYS
 
 DEFAULT_EVERY = "10m"
@@ -41,6 +41,7 @@ class ScrapeJob:
     cookies: dict | None = None
     method: str = "GET"
     data: dict | str | None = None
+    json: str | None = None  # a JMESPath expression: only what it selects of a JSON answer is content
 
     def __post_init__(self):
         keys.check_common(self, DEFAULT_EVERY)
@@ -65,6 +66,8 @@ class ScrapeJob:
         if self.whitespace not in filters.WHITESPACE_MODES:
             raise ValueError(f"key 'whitespace' must be one of {', '.join(filters.WHITESPACE_MODES)}, not {self.whitespace!r}")
         request.check(self)
+        if self.json is not None:
+            content.check_expression(self.json)
         if self.notify_on not in NOTIFY_ON:
             raise ValueError(f"key 'notify_on' must be one of {', '.join(map(repr, NOTIFY_ON))}, not {self.notify_on!r}")
         if self.notify_if is not None:

@@ -26,7 +26,7 @@ from shared.core.result import DUPLICATE, ERROR, SKIPPED, Result
 from shared.core.text import one_line
 from shared.notify import messages
 from shared.notify.outbox import Outbox
-from shared.scrape import fetch, filters, memory, request, sandbox, store
+from shared.scrape import content, fetch, filters, memory, request, sandbox, store
 from shared.scrape.job import ScrapeJob
 
 logger = logging.getLogger(__name__)
@@ -324,10 +324,11 @@ def _check_target(http, job: ScrapeJob, state: store.TargetState | None, hold: m
             return store.Check(job.name, log.redact(job.url), at, not_modified=True, filters=fingerprint,
                                etag=page.etag, last_modified=page.last_modified, base=state.content_id)
         filtering = time.monotonic()
-        body = box.apply(job, page.text, job.timeout - (time.monotonic() - started))
+        text = content.normalized(page.text, page.content_type, job.json)
+        body = box.apply(job, text, job.timeout - (time.monotonic() - started))
         logger.debug("%s: filters took %.3f s", job.name, time.monotonic() - filtering)
         body = log.redact(body)  # a page may echo the secret URL it was fetched from
-    except (fetch.FetchError, filters.FilterError) as exc:
+    except (fetch.FetchError, filters.FilterError, content.ContentError) as exc:
         logger.debug("%s: %s failed: %s", job.name, job.url, one_line(exc))  # its result line says so
         return store.Check(job.name, log.redact(job.url), at, error=one_line(exc, ERROR_CHARS))
     except Exception as exc:  # a bug or a page nobody foresaw: this target fails, the run goes on
