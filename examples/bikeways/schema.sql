@@ -31,6 +31,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     segments integer;
 BEGIN
+    -- Two refreshes at once (a retry overlapping a slow run) take turns: otherwise both delete,
+    -- then both insert the same segments, and the second fails on the primary key.
+    LOCK TABLE bikeways_demand IN EXCLUSIVE MODE;
     DELETE FROM bikeways_demand;
     INSERT INTO bikeways_demand (segment, suggestions, mean_comfort, last_suggested_at, refreshed_at)
     SELECT segment, count(*), round(avg(comfort), 2), max(submitted_at), now()

@@ -18,13 +18,13 @@ import sys
 from datetime import datetime, timezone
 
 _secrets: set[str] = set()
-_pattern = None  # one compiled expression for every registered secret; None: to build anew
+_pattern = None  # the secrets' forms, longest first, as written and without gaps; None: to sort anew
 
 # What may split a secret where it is shown: whitespace and line breaks (an answer folding it
 # across lines), control characters and terminal escape sequences, zero-width characters and
 # soft hyphens.
 # An ANSI escape sequence (CSI: ESC [ ... final byte) counts as one gap.
-GAP = "(?:[\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028\u2029\u2060\ufeff]|\x1b\\[[0-?]*[ -/]*[@-~])"
+GAP = "(?:\x1b\\[[0-?]*[ -/]*[@-~]|[\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028\u2029\u2060\ufeff])"
 _GAP = re.compile(GAP)
 
 # Libraries that talk a lot at INFO: quiet unless LOG_LEVEL=DEBUG.
@@ -63,63 +63,58 @@ def _forms(value: str) -> set[str]:
 
 def redact(text: str) -> str:
     """Return `text` with every registered secret replaced by `***`, also where whitespace, line
-    breaks or control characters split it (the whole span goes, splits included)."""
+    breaks, control characters or escape sequences split it (the whole span goes, splits too).
+
+    Exact forms first (str.replace, longest first). Then, only when the text holds a gap at all,
+    a copy with every gap removed is searched for each secret with its own gaps removed; a hit
+    (rare: a secret folded or split) is mapped back to its span in the text. Linear in the text
+    for each secret, with no expression to compile however many secrets there are."""
     global _pattern
     if not _secrets or not text:
         return text
     if _pattern is None:
-        _pattern = _compile(_secrets)
-    return _pattern.sub("***", text)
-
-
-def _compile(secrets: set[str]) -> "re.Pattern":
-    """One expression for all the secrets' forms: a trie of their characters (so each place in a
-    text is tried against the first characters once, not against every secret), any run of GAP
-    characters allowed between two characters. Secret characters and gaps never overlap (a
-    secret's own spaces are gaps), so matching never backtracks far: linear in the text."""
-    trie: dict = {}
-    for secret in secrets:
-        node = trie
-        for char in _GAP.sub("", secret):
-            node = node.setdefault(char, {})
-        node[""] = {}
-
-    patterns: dict[int, str | None] = {}  # id(node) -> what matches from it on (built bottom-up, no recursion)
-    stack = [(trie, False)]
-    while stack:
-        node, children_done = stack.pop()
-        if not children_done:
-            stack.append((node, True))
-            stack += [(child, False) for char, child in node.items() if char]
-            continue
-        branches = []
-        for char in sorted(c for c in node if c):
-            child = node[char]
-            rest = patterns[id(child)]
-            if rest is None:
-                branches.append(re.escape(char))
-            else:
-                tail = f"{GAP}*{rest}"
-                branches.append(re.escape(char) + (f"(?:{tail})?" if "" in child else tail))
-        patterns[id(node)] = None if not branches else branches[0] if len(branches) == 1 \
-            else "(?:" + "|".join(branches) + ")"
-    try:
-        return re.compile(patterns[id(trie)])
-    except (RecursionError, re.error, OverflowError):  # too many nested branches for one expression
-        return _one_by_one(secrets)
-
-
-class _one_by_one:
-    """The same matching, one expression per secret (each a flat chain): slower, never too deep."""
-
-    def __init__(self, secrets: set[str]):
-        chains = [f"{GAP}*".join(map(re.escape, _GAP.sub("", secret))) for secret in secrets]
-        self.expressions = [re.compile(chain) for chain in sorted(chains, key=len, reverse=True)]
-
-    def sub(self, replacement: str, text: str) -> str:
-        for expression in self.expressions:
-            text = expression.sub(replacement, text)
+        _pattern = (sorted(_secrets, key=len, reverse=True),
+                    sorted({_GAP.sub("", s) for s in _secrets}, key=len, reverse=True))
+    exact, squeezed_forms = _pattern
+    for secret in exact:
+        if secret in text:
+            text = text.replace(secret, "***")
+    if not _GAP.search(text):
         return text
+    squeezed = _GAP.sub("", text)
+    hits = [form for form in squeezed_forms if form in squeezed]
+    return _redact_split(text, squeezed, hits) if hits else text
+
+
+def _redact_split(text: str, squeezed: str, hits: list[str]) -> str:
+    """Replace, in `text`, the spans whose gap-free copy is one of `hits` (found in `squeezed`)."""
+    from bisect import bisect_right
+
+    positions, removed = [], []  # each gap run: its place in `squeezed`, the gap length up to it
+    total = 0
+    for run in re.finditer(f"{GAP}+", text):
+        positions.append(run.start() - total)
+        total += run.end() - run.start()
+        removed.append(total)
+
+    def original(index: int) -> int:  # a character's index in `squeezed` -> in `text`
+        before = bisect_right(positions, index)
+        return index + (removed[before - 1] if before else 0)
+
+    spans, taken = [], bytearray(len(squeezed))
+    for form in hits:  # longest first
+        start = squeezed.find(form)
+        while start >= 0:
+            end = start + len(form)
+            if not any(taken[start:end]):
+                taken[start:end] = b"\x01" * len(form)
+                spans.append((original(start), original(end - 1) + 1))
+            start = squeezed.find(form, start + 1)
+    out, last = [], 0
+    for start, end in sorted(spans):
+        out += [text[last:start], "***"]
+        last = end
+    return "".join(out) + text[last:]
 
 
 class JsonFormatter(logging.Formatter):
