@@ -48,13 +48,17 @@ class FunctionSpec:
     memory: int  # MB
 
 
-FUNCTIONS = {
-    # One function per job kind, sized by its `Kind` (shared/app/kinds.py).
-    **{kind.name: FunctionSpec(kind.name, f"{STACK}-{kind.command}", kind.handler, kind.timeout, kind.memory)
-       for kind in KINDS.values()},
-    # Splits a large schedule of the shardable kind into shards on the work queue (shared/app/dispatch.py).
-    "dispatch": FunctionSpec("dispatch", f"{STACK}-dispatch", "functions.dispatch.handler", 60, 256),
-}
+def function_specs() -> dict[str, FunctionSpec]:
+    """One function per job kind of the kinds list, sized by its `Kind`, and the dispatcher."""
+    return {
+        **{kind.name: FunctionSpec(kind.name, f"{STACK}-{kind.command}", kind.handler, kind.timeout, kind.memory)
+           for kind in KINDS.values()},
+        # Splits a large schedule of the shardable kind into shards on the work queue (shared/app/dispatch.py).
+        "dispatch": FunctionSpec("dispatch", f"{STACK}-dispatch", "functions.dispatch.handler", 60, 256),
+    }
+
+
+FUNCTIONS = function_specs()  # as the kinds list stands at import (tools and tests read it)
 # The kind whose large schedules are split into shards (one work queue serves it; at most one
 # kind may shard). More of its jobs than this on one schedule: the schedule invokes the
 # dispatcher, which queues shards, instead of one invocation running them all.
@@ -124,12 +128,13 @@ def schedules(jobs_schedules: list) -> tuple[ScheduleSpec, ...]:
     groups: dict[tuple[str, str], list] = {}
     for kind, name, schedule in jobs_schedules:
         groups.setdefault((kind, schedule.aws_expression()), []).append((name, schedule))
+    specs = function_specs()
     out = []
     for (kind, expression), members in groups.items():
         names = tuple(name for name, _ in members)
-        function = FUNCTIONS[kind]
+        function = specs[kind]
         if kind == SHARDED and len(names) > dispatch_threshold():
-            function = FUNCTIONS["dispatch"]
+            function = specs["dispatch"]
         out.append(ScheduleSpec(schedule_name(function.kind, expression), function, expression,
                                 _max_age(members[0][1]), names, members[0][1].interval))
     return tuple(out)
@@ -196,7 +201,7 @@ def budget(specs: tuple[ScheduleSpec, ...], connections: int, source: str = "the
 def make(jobs_schedules: list, connections: int = DEFAULT_CONNECTIONS, source: str = "the jobs file") -> Plan:
     specs = schedules(jobs_schedules)
     reserved, queue = budget(specs, connections, source)
-    functions = tuple(f for kind, f in FUNCTIONS.items() if kind != "dispatch" or queue)
+    functions = tuple(f for kind, f in function_specs().items() if kind != "dispatch" or queue)
     return Plan(specs, functions, reserved, queue, connections)
 
 

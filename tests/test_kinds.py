@@ -3,6 +3,7 @@ invoke-local and the entry points; one error base caught at the edge; jobs built
 one job's unset ${VARIABLE} never stops another; each result line printed once; logs as text
 or JSON."""
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -14,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from devtools import heroku_schedule
-from infra import plan
+from infra import plan, template
 from shared.app import config, entry, events
 from shared.app.kinds import KINDS
-from shared.core import errors, log
+from shared.core import errors, keys, log
+from shared.core.kind import Kind
 from shared.core.result import Result, exit_code
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,3 +225,67 @@ def test_a_run_on_a_heroku_dyno_ends_within_the_scheduler_slot(monkeypatch):
     monkeypatch.setenv("SCRAPE_TIME_BUDGET", "60")
     assert entry.time_budget(kind) == 60
     assert entry.time_budget(kind, 5) == 5
+
+
+# --- a third kind: its own package plus one line in the kinds list --------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class PingJob:
+    """A small kind of the test's own: it 'pings' a name, with the keys every kind has."""
+    name: str
+    target: str = "x"
+    every: str | None = None
+    at: str | None = None
+    cron: str | None = None
+    notify: tuple[str, ...] | None = None
+    alert_after: int = 3
+    heartbeat: str | None = None
+
+    def __post_init__(self):
+        keys.check_common(self, "1h")
+
+    def secrets(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def where(self) -> str:
+        return self.target
+
+
+def _ping_run(jobs, run):
+    return [Result(job.name, "ok", f"pinged {job.target}") for job in jobs]
+
+
+PING = Kind(name="ping", job=PingJob, command="ping", summary="Ping things", default_every="1h", timeout=60,
+            memory=128, run=_ping_run)
+
+
+@pytest.fixture
+def third_kind(monkeypatch):
+    """The one line: the kind added to the kinds list, for this test only."""
+    monkeypatch.setitem(KINDS, "ping", PING)
+    return PING
+
+
+def test_a_third_kind_is_picked_up_by_config_the_entry_adapter_the_plan_and_heroku(third_kind, tmp_path,
+                                                                                     monkeypatch, capsys):
+    path = tmp_path / "jobs.toml"
+    path.write_text('[[scrape]]\nname = "page"\nurl = "http://127.0.0.1:1/"\n\n'
+                    '[[ping]]\nname = "hello"\ntarget = "world"\nat = ":30"\n')
+    monkeypatch.setenv("JOBS_FILE", str(path))
+    monkeypatch.delenv("JOBS_TOML", raising=False)
+    # config: its section, its keys checked by its own dataclass
+    (ping,) = [e for e in config.entries() if e.kind == "ping"]
+    assert config.build(ping) == PingJob("hello", "world", at=":30")
+    # the entry adapter: a run of that kind through the one request path
+    results = entry.run_request(third_kind, events.Request(), None)
+    assert [r.line() for r in results] == ["hello: ok: pinged world"]
+    # the AWS plan: a function sized by its Kind, a schedule at its default interval
+    the_plan = plan.load()
+    assert plan.function_specs()["ping"].name.endswith("-ping") and plan.function_specs()["ping"].memory == 128
+    (schedule,) = [s for s in the_plan.schedules if s.function.kind == "ping"]
+    assert (schedule.expression, schedule.jobs) == ("cron(30 * * * ? *)", ("hello",))
+    assert "PingFunction" in template.render(the_plan)["Resources"]
+    # the Heroku Scheduler entries
+    assert heroku_schedule.main() == 0
+    assert "Every hour at :30            python -m functions.ping --every 1h --at :30" in capsys.readouterr().out
