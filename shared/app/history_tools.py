@@ -227,8 +227,8 @@ def test(job: ScrapeJob) -> tuple[str, int]:
         page = fetch.fetch(http, job.url, total_timeout=job.timeout, headers=headers, method=method, body=data,
                            connect_timeout=min(fetch.CONNECT_TIMEOUT, job.timeout))
         with Sandbox(size=1) as sandbox:
-            text = content.normalized(page.text, page.content_type, job.json)
-            body = sandbox.apply(job, text, seconds=job.timeout - (time.monotonic() - started))
+            text = content.normalized(page.text, page.content_type, job.json) if page.pdf is None else ""
+            body = sandbox.apply(job, text, seconds=job.timeout - (time.monotonic() - started), pdf=page.pdf)
     except (fetch.FetchError, filters.FilterError, content.ContentError) as exc:
         raise WorkFailed(f"{job.name}: {job.url}: {exc}") from None
     finally:

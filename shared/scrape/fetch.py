@@ -55,6 +55,11 @@ class Page:
     last_modified: str | None = None
     redirected: bool = False
     content_type: str = ""
+    pdf: bytes | None = None  # a PDF answer's bytes (its text is extracted in the filter sandbox)
+
+
+def is_pdf(headers) -> bool:
+    return str(headers.get("Content-Type", "")).split(";", 1)[0].strip().lower() == "application/pdf"
 
 
 # --- the whole exchange within its time ---------------------------------------------------
@@ -291,7 +296,8 @@ def _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, 
         return Page(
             url=response.geturl() or url,
             status=response.status,
-            text=decode(raw, response.headers.get("Content-Type", "")),
+            text=decode(raw, response.headers.get("Content-Type", "")) if not is_pdf(response.headers) else "",
+            pdf=bytes(raw) if is_pdf(response.headers) else None,
             etag=response.headers.get("ETag"),
             last_modified=response.headers.get("Last-Modified"),
             redirected=bool(response.retries and response.retries.history),

@@ -30,7 +30,11 @@ def _answer(settings: bytes, page: bytes) -> tuple[int, bytes]:
     from shared.scrape import filters
 
     try:
-        text = filters.apply_settings(json.loads(settings), page.decode("utf-8", "surrogatepass"))
+        chosen = json.loads(settings)
+        text = page.decode("utf-8", "surrogatepass")
+        if chosen.pop("pdf", False):  # the answer's bytes, as latin-1 text: the PDF's text first
+            text = _pdf_text(text.encode("latin-1"))
+        text = filters.apply_settings(chosen, text) if chosen else text
         return OK, text.encode("utf-8", "surrogatepass")
     except filters.FilterError as exc:
         return FILTER_ERROR, str(exc).encode("utf-8", "surrogatepass")
@@ -38,6 +42,25 @@ def _answer(settings: bytes, page: bytes) -> tuple[int, bytes]:
         return NO_MEMORY, b""
     except Exception as exc:  # what the run would call "unexpected": reported, never logged here
         return UNEXPECTED, f"{type(exc).__name__}: {exc}".encode("utf-8", "surrogatepass")
+
+
+def _pdf_text(data: bytes) -> str:
+    """The text of a PDF, page by page (pypdf, pure Python: in this worker, within its time and
+    memory limits). A PDF that cannot be read is the check's error, never a change."""
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    from shared.scrape import filters
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise filters.FilterError("the PDF is encrypted: its text cannot be read")
+        return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages).strip() + "\n"
+    except PdfReadError as exc:
+        raise filters.FilterError(f"the PDF cannot be read: {' '.join(str(exc).split())[:200]}") from None
 
 
 def _cap_memory(extra_mb: int) -> None:

@@ -324,8 +324,8 @@ def _check_target(http, job: ScrapeJob, state: store.TargetState | None, hold: m
             return store.Check(job.name, log.redact(job.url), at, not_modified=True, filters=fingerprint,
                                etag=page.etag, last_modified=page.last_modified, base=state.content_id)
         filtering = time.monotonic()
-        text = content.normalized(page.text, page.content_type, job.json)
-        body = box.apply(job, text, job.timeout - (time.monotonic() - started))
+        text = content.normalized(page.text, page.content_type, job.json) if page.pdf is None else ""
+        body = box.apply(job, text, job.timeout - (time.monotonic() - started), pdf=page.pdf)
         logger.debug("%s: filters took %.3f s", job.name, time.monotonic() - filtering)
         body = log.redact(body)  # a page may echo the secret URL it was fetched from
     except (fetch.FetchError, filters.FilterError, content.ContentError) as exc:
@@ -360,7 +360,7 @@ def _fetch(http, job: ScrapeJob, headers: dict, hold: memory.Hold, seconds: floa
     method, sent, body = request.prepared(job)
     page = fetch.fetch(http, job.url, headers={**sent, **headers}, total_timeout=seconds,
                        connect_timeout=min(fetch.CONNECT_TIMEOUT, seconds), hold=hold, method=method, body=body)
-    hold.settle(memory.size_of(page.text) * 2)  # the text, and room for what filters make of it
+    hold.settle(memory.size_of(page.text) * 2 + 3 * len(page.pdf or b""))  # room for filters; a PDF sent to a worker
     return page
 
 

@@ -218,9 +218,12 @@ class Sandbox:
         with self._cond:
             return sorted(worker.pid for worker in self._live)
 
-    def apply(self, job, page: str, seconds: float) -> str:
-        """filters.apply(job, page), in a worker, within `seconds`; raises FilterError."""
+    def apply(self, job, page: str, seconds: float, pdf: bytes | None = None) -> str:
+        """filters.apply(job, page), in a worker, within `seconds`; raises FilterError. With
+        `pdf` (an answer's bytes), the PDF's text, extracted in the worker, is the page."""
         chosen = filters.settings(job)
+        if pdf is not None:
+            return self.apply_settings({**chosen, "pdf": True}, pdf.decode("latin-1"), seconds)
         if not chosen:
             return page  # stored as fetched: nothing to run, nothing to stop
         return self.apply_settings(chosen, page, seconds)
