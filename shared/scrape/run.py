@@ -343,7 +343,7 @@ def _check_target(http, job: ScrapeJob, state: store.TargetState | None, hold: m
 def _validators(job: ScrapeJob, state: store.TargetState | None, fingerprint: str) -> dict:
     """If-None-Match / If-Modified-Since for this check, when a 304 would be trustworthy: the
     target has content, and its filters are those that made it (else the body must be redone)."""
-    if not job.conditional or job.method != "GET" or state is None or not state.has_content \
+    if not job.conditional or job.method != "GET" or job.render or state is None or not state.has_content \
             or state.filters != fingerprint:
         return {}
     headers = {}
@@ -357,6 +357,15 @@ def _validators(job: ScrapeJob, state: store.TargetState | None, fingerprint: st
 def _fetch(http, job: ScrapeJob, headers: dict, hold: memory.Hold, seconds: float) -> fetch.Page:
     if seconds <= 0:
         raise fetch.FetchError(f"timed out: no complete answer within {job.timeout:g} s")
+    if job.render == "browser":  # the DOM after scripts ran; no validators apply
+        from shared.scrape import render
+
+        try:
+            text = render.render(job.url, seconds)
+        except render.RenderError as exc:
+            raise fetch.FetchError(str(exc)) from None
+        hold.settle(memory.size_of(text) * 2)
+        return fetch.Page(url=job.url, status=200, text=text, content_type="text/html")
     method, sent, body = request.prepared(job)
     page = fetch.fetch(http, job.url, headers={**sent, **headers}, total_timeout=seconds,
                        connect_timeout=min(fetch.CONNECT_TIMEOUT, seconds), hold=hold, method=method, body=body)
