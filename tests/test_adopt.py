@@ -430,7 +430,7 @@ def test_urlwatch_mapping_of_legacy_filters_passwords_and_other_keys():
 
     jobs = urlwatch.map_jobs([
         {"url": "https://user:pa55word@example.org/a", "name": "Ägenda: week", "filter": "css:#x,html2text,strip",
-         "ignore_cached": True, "timeout": 0, "cookies": {"session": "secret"}},
+         "ignore_cached": True, "timeout": 0, "cookies": {"session": "ck-5521-session-value"}},
         {"url": "https://example.org/b", "filter": [{"re.sub": "\\d+"}, "html2text", {"css": {"selector": "p",
                                                                                              "exclude": ".ad"}}]},
         {"url": "file:///etc/hosts"},
@@ -443,7 +443,7 @@ def test_urlwatch_mapping_of_legacy_filters_passwords_and_other_keys():
     assert "pa55word" not in " ".join(first.notes) and log.redact("pa55word") == "***"
     assert "Agenda-week-2: timeout 0: ours is from 0 to 300 seconds (default 30)" in first.notes
     assert ("Agenda-week-2: cookies.session is written as ${AGENDA_WEEK_2_COOKIES_SESSION}: set that variable to"
-            " urlwatch's value") in first.notes and log.redact("secret") == "***"
+            " urlwatch's value") in first.notes and log.redact("ck-5521-session-value") == "***"
     assert "Agenda-week-2: the URL's password is written as ${AGENDA_WEEK_2_PASSWORD}: set that variable" in first.notes
     # Mapped again against the jobs written: the same names, not new ones.
     again = urlwatch.map_jobs([{"url": "https://user:pa55word@example.org/a", "name": "Ägenda: week"}],

@@ -70,13 +70,15 @@ class Webhook:
                     time.sleep(hook.delay)
                     with hook.lock:
                         hook.received.append(json.loads(body))
-                    self.send_response(hook.status)
-                    self.send_header("Content-Length", str(len(hook.answer)))
-                    self.end_headers()
-                    self.wfile.write(hook.answer)
                 finally:
+                    # Counted out before the answer leaves: a sender that has its answer may send
+                    # again at once, and must not be counted twice.
                     with hook.lock:
                         hook.in_flight -= 1
+                self.send_response(hook.status)
+                self.send_header("Content-Length", str(len(hook.answer)))
+                self.end_headers()
+                self.wfile.write(hook.answer)
 
             def log_message(self, *args):
                 pass
