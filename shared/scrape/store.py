@@ -606,3 +606,151 @@ def last_runs(con, names: list[str]) -> dict:
         WHERE name = ANY(CAST(:names AS text[])) AND coalesce(last_ok_at, last_error_at) IS NOT NULL
     """, names=names)
     return {name: at for name, at in rows}
+
+# --- adoption (shared/app/adopt.py): the seed article's table, and snapshots of other tools ---
+
+# A row whose seen_at holds no time: nothing says when it was seen.
+_NO_TIME = "NOT EXISTS (SELECT 1 FROM unnest(seen_at) ts WHERE ts IS NOT NULL)"
+# Rows whose bodies are equal (the seed's hash keeps them apart only if someone edited a body).
+_SAME_BODY = """
+SELECT array_agg(id ORDER BY id) FROM (SELECT id, count(*) OVER (PARTITION BY sha256(convert_to(body, 'UTF8'))) AS n
+                                        FROM scraps) AS s WHERE n > 1
+"""
+# A row with a time no tool could use: NULL (PostgreSQL's binary search in a segment refuses
+# it), infinite, or beyond what a Python datetime holds.
+_ODD_TIME = ("EXISTS (SELECT 1 FROM unnest(seen_at) ts WHERE ts IS NULL OR NOT isfinite(ts)"
+             " OR ts < '0001-01-02 00:00+00' OR ts > '9999-12-30 00:00+00')")
+
+
+# The target's row (new, or one without content: a failed check may have made it), and how
+# many contents it has.
+NEW_TARGET = """
+WITH target AS (
+    INSERT INTO scrape_targets (name, url) VALUES (:name, :url)
+    ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url
+    RETURNING id
+)
+SELECT id, (SELECT count(*) FROM scrape_contents WHERE target_id = target.id) FROM target
+"""
+
+# How far ahead of the database's clock a check time may be before it is taken as another
+# clock's: such a time is stored as the adoption's (now()), so history stays in order.
+CLOCK_SKEW = "5 minutes"
+_CLAMPED = f"CASE WHEN ts > now() + interval '{CLOCK_SKEW}' THEN now() ELSE ts END"
+
+# One content per seed row, keeping its id (the view shows it as before), its body and its
+# check times' count and span. Returns the rows and check times copied.
+IMPORT_SEED_CONTENTS = f"""
+WITH copied AS (
+    INSERT INTO scrape_contents (id, target_id, hash, body, checks, first_seen, last_seen)
+    SELECT id, :target, sha256(convert_to(body, 'UTF8')), body, cardinality(seen_at),
+           (SELECT min({_CLAMPED}) FROM unnest(seen_at) ts), (SELECT max({_CLAMPED}) FROM unnest(seen_at) ts)
+    FROM {SEED_KEPT}
+    RETURNING checks
+)
+SELECT count(*), coalesce(sum(checks), 0) FROM copied
+"""
+
+# Each row's check times, repeats kept, sorted (segments are sorted: the report searches them
+# by bisection; the view `scraps` shows them sorted anyway), cut in segments.
+IMPORT_SEED_TIMES = f"""
+INSERT INTO scrape_seen (content_id, segment, seen_at)
+SELECT id, (n - 1) / CAST(:segment_size AS int), array_agg(ts ORDER BY n)
+FROM (SELECT id, ts, row_number() OVER (PARTITION BY id ORDER BY ts, k) AS n
+      FROM (SELECT s.id, {_CLAMPED} AS ts, u.k
+            FROM {SEED_KEPT} s, unnest(s.seen_at) WITH ORDINALITY AS u(ts, k)) AS clamped) AS t
+GROUP BY id, (n - 1) / CAST(:segment_size AS int)
+"""
+
+# Point an imported target at the content seen last: when it became current (its first check
+# after the last check of any other content) and the filters it was made with. Returns the
+# target's first and last check times.
+POINT_AT_LAST = """
+WITH times AS (
+    SELECT c.id, ts FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id, unnest(s.seen_at) ts
+    WHERE c.target_id = :target AND ts IS NOT NULL
+), last AS (
+    SELECT id, ts FROM times ORDER BY ts DESC, id DESC LIMIT 1
+), others AS (  -- computed once: as a subquery in `since` it ran once per check time
+    SELECT coalesce(max(times.ts), '-infinity') AS ts FROM times, last WHERE times.id <> last.id
+), since AS (
+    SELECT min(times.ts) AS ts FROM times, last, others WHERE times.id = last.id AND times.ts > others.ts
+)
+UPDATE scrape_targets t SET last_content_id = last.id, last_ok_at = last.ts, last_changed_at = since.ts,
+       filters = :filters, etag = NULL, last_modified = NULL
+FROM last, since WHERE t.id = :target
+RETURNING (SELECT min(ts) FROM times), last.ts
+"""
+
+
+# --- snapshots from another tool ---------------------------------------------------------
+
+# Snapshots as checks: one content per distinct body, its check times in segments (the
+# window function reads every input row before the contents are inserted). Returns the
+# contents made and the check times recorded.
+IMPORT_SNAPSHOTS = """
+WITH input AS (
+    SELECT sha256(convert_to(body, 'UTF8')) AS hash, body, at
+    FROM json_to_recordset(CAST(:snapshots AS json)) AS i(at timestamptz, body text)
+), numbered AS (
+    SELECT hash, at, row_number() OVER (PARTITION BY hash ORDER BY at) AS k FROM input
+), contents AS (
+    INSERT INTO scrape_contents (target_id, hash, body, checks, first_seen, last_seen)
+    SELECT :target, hash, min(body), count(*), min(at), max(at) FROM input GROUP BY hash
+    ORDER BY min(at)  -- ids in the order the versions were first seen, as a run gives them
+    RETURNING id, hash, checks
+), seen AS (
+    INSERT INTO scrape_seen (content_id, segment, seen_at)
+    SELECT c.id, (n.k - 1) / CAST(:segment_size AS int), array_agg(n.at ORDER BY n.at)
+    FROM numbered n JOIN contents c USING (hash)
+    GROUP BY c.id, (n.k - 1) / CAST(:segment_size AS int)
+)
+SELECT count(*), coalesce(sum(checks), 0) FROM contents
+"""
+
+
+def seed_problems(con) -> tuple[list, list, list]:
+    """Ids of the seed's rows adoption refuses: without a check time, with a body another row
+    has, with a time no tool could read."""
+    empty = con.run(f"SELECT array_agg(id ORDER BY id) FROM scraps WHERE {_NO_TIME}")[0][0]
+    same = con.run(_SAME_BODY)[0][0]
+    odd = con.run(f"SELECT array_agg(id ORDER BY id) FROM scraps WHERE {_ODD_TIME}")[0][0]
+    return empty or [], same or [], odd or []
+
+
+def seed_kept(con) -> bool:
+    return con.run("SELECT to_regclass(:t) IS NOT NULL", t=SEED_KEPT)[0][0]
+
+
+def seed_times_ahead(con) -> int:
+    """Check times of the seed's table dated ahead of the database's clock (another clock's)."""
+    return con.run(f"SELECT count(*) FROM scraps, unnest(seen_at) ts WHERE ts > now() + interval '{CLOCK_SKEW}'")[0][0]
+
+
+def keep_seed(con) -> None:
+    """The seed's table renamed aside, where the view `scraps` goes."""
+    con.run(f"ALTER TABLE scraps RENAME TO {SEED_KEPT}")
+
+
+def new_target(con, name: str, url: str) -> tuple[int, int]:
+    """(id, contents) of the target's row, made if new."""
+    return tuple(con.run(NEW_TARGET, name=name, url=url)[0])
+
+
+def import_seed(con, target_id: int) -> tuple[int, int]:
+    """The kept seed table's rows as the target's contents and check times: (versions, times)."""
+    versions, times = con.run(IMPORT_SEED_CONTENTS, target=target_id)[0]
+    con.run(IMPORT_SEED_TIMES, target=target_id, segment_size=SEGMENT_SIZE)
+    con.run("SELECT setval(pg_get_serial_sequence('scrape_contents', 'id'), max(id)) FROM scrape_contents")
+    return versions, times
+
+
+def import_snapshots(con, target_id: int, rows_json: str) -> tuple[int, int]:
+    """Snapshots (a JSON list of {at, body}) as the target's contents: (versions, check times)."""
+    return tuple(con.run(IMPORT_SNAPSHOTS, target=target_id, snapshots=rows_json, segment_size=SEGMENT_SIZE)[0])
+
+
+def point_at_last(con, target_id: int, fingerprint: str) -> tuple:
+    """Point an adopted target at its newest content; (first, last) check times."""
+    rows = con.run(POINT_AT_LAST, target=target_id, filters=fingerprint)
+    return tuple(rows[0]) if rows else (None, None)
