@@ -52,7 +52,7 @@ def only_secrets(*values):
     """The registry holding just `values` for the block (other tests register their own)."""
     saved = set(log._secrets)
     log._secrets.clear()
-    log._pattern = None
+    log._sorted = None
     try:
         for value in values:
             log.add_secret(value)
@@ -60,7 +60,7 @@ def only_secrets(*values):
     finally:
         log._secrets.clear()
         log._secrets.update(saved)
-        log._pattern = None
+        log._sorted = None
 
 
 secrets = st.text(alphabet=string.ascii_letters + string.digits + "-_.~+/=", min_size=8, max_size=40)

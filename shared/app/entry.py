@@ -51,13 +51,20 @@ def run_request(kind: Kind, request: events.Request, deadline: float | None,
     return invalid + results
 
 
-def monitored(kind: Kind, deadline: float | None, body: Callable[[], list[Result]], frequent: bool = True) -> list[Result]:
-    """`body()`'s results, with the run's heartbeats and run-level alerts around it
-    (shared/app/monitor.py): a run that fails as a whole is heard about, then raises as before."""
-    watch = monitor.RunMonitor(kind, deadline, frequent)
+def monitored(kind: Kind, ends: Callable[[], float | None], body: Callable[[float | None], list[Result]],
+              frequent: bool = True) -> list[Result]:
+    """`body(deadline)`'s results, with the run's heartbeats and run-level alerts around it
+    (shared/app/monitor.py): a run that fails as a whole, its time budget's setting included, is
+    heard about, then raises as before. `ends()` gives the run's deadline."""
+    try:
+        end = ends()
+    except JobError as exc:
+        monitor.RunMonitor(kind, None, frequent).failed(exc)
+        raise
+    watch = monitor.RunMonitor(kind, end, frequent)
     watch.start()
     try:
-        results = body()
+        results = body(end)
     except BaseException as exc:
         if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
             watch.failed(exc)
@@ -161,19 +168,13 @@ def handle(command: str, event, context) -> dict:
     kind = kinds.by_command(command)
 
     def run_all() -> list[Result]:
-        try:
-            end = deadline(time_budget(kind), context)
-        except JobError as exc:
-            monitor.RunMonitor(kind, deadline(None, context)).failed(exc)
-            raise
-
-        def requests() -> list[Result]:
+        def requests(end: float | None) -> list[Result]:
             results = []
             for request in events.parse_all(event):  # one, or one per SQS record from the dispatcher
                 results += run_request(kind, request, end)
             return results
 
-        return monitored(kind, end, requests)
+        return monitored(kind, lambda: deadline(time_budget(kind), context), requests)
 
     results = lambda_call(run_all)
     for result in results:
@@ -268,12 +269,8 @@ def command_line(command: str, argv: list[str] | None = None) -> int:
                                  every=events.argument(args.every, "--every"), at=events.argument(args.at, "--at"),
                                  shard=shard.parse(args.shard) if args.shard else None)
         frequent = not request.every or request.every == "10m"  # for the hourly rule of run-level alerts
-        try:
-            end = deadline(time_budget(kind, args.time_budget))
-        except JobError as exc:
-            monitor.RunMonitor(kind, None, frequent).failed(exc)
-            raise
-        results = monitored(kind, end, lambda: run_request(kind, request, end, options), frequent)
+        results = monitored(kind, lambda: deadline(time_budget(kind, args.time_budget)),
+                            lambda end: run_request(kind, request, end, options), frequent)
         if not results and (request.every or request.at):  # an entry left when its jobs went
             print(f"nothing to run: no [[{kind.name}]] job on that schedule", file=sys.stderr)
         for result in results:

@@ -55,6 +55,12 @@ def _has_time(deadline: float | None) -> bool:
     return left is None or left > NEEDS
 
 
+def _connection(deadline: float | None):
+    """A connection for the monitor's own bookkeeping: never waiting longer than 5 s to connect."""
+    left = _left(deadline)
+    return db.connection(timeout=5.0 if left is None else max(0.5, min(5.0, left)))
+
+
 def _send(urls, message: messages.Message, deadline: float | None) -> list[str]:
     left = _left(deadline)
     timeout = SEND_TIMEOUT if left is None else max(1.0, min(SEND_TIMEOUT, left - 1))
@@ -75,24 +81,27 @@ class RunMonitor:
     def finished(self, results: list[Result]) -> None:
         try:
             failed = any(r.failed or r.notice for r in results)  # a notice: a notification that failed
-            if any(r.notice for r in results) and _has_time(self.deadline):
-                self._record_notices(results)
             body = "\n".join(one_line(r.line(), 500) for r in results)
             heartbeat.ping(self.url, heartbeat.FAIL if failed else heartbeat.SUCCESS, body, self.deadline,
                            self.kind.name)
-            if messages.global_urls() and _has_time(self.deadline):
-                self._recovered()
-            if _has_time(self.deadline):
-                check_overdue(self.deadline)
+            notices, urls = any(r.notice for r in results), messages.global_urls()
+            if not _has_time(self.deadline) or not (notices or urls or config.has_jobs_file()):
+                return
+            with _connection(self.deadline) as con:  # one connection for all the bookkeeping below
+                if notices:
+                    self._record_notices(con, results)
+                if urls:
+                    self._recovered(con)
+                if _has_time(self.deadline):
+                    check_overdue(con, self.deadline)
         except Exception as exc:  # noqa: BLE001 - telling people must never fail the run
             logger.warning("after the %s run: %s", self.kind.name, one_line(exc, 300))
 
-    def _record_notices(self, results: list[Result]) -> None:
+    def _record_notices(self, con, results: list[Result]) -> None:
         """Notifications that could not be delivered, kept with their job for the report."""
-        with db.connection(timeout=min(5.0, _left(self.deadline) or 5.0)) as con:
-            for result in results:
-                if result.notice:
-                    app_store.notification_failed(con, self.kind.name, result.name, one_line(result.notice, 500))
+        for result in results:
+            if result.notice:
+                app_store.notification_failed(con, self.kind.name, result.name, one_line(result.notice, 500))
 
     def failed(self, exc: BaseException) -> None:
         """The run failed before or around its jobs: /fail with the cause, and the run-level alert."""
@@ -106,10 +115,9 @@ class RunMonitor:
             logger.warning("telling about the failed %s run: %s", self.kind.name, one_line(problem, 300))
 
     def _alert(self, urls, exc: BaseException, cause: str) -> None:
-        streak = None
         if not isinstance(exc, (db.DatabaseUnavailable, db.DatabaseRefused)):
             try:
-                with db.connection(timeout=min(5.0, _left(self.deadline) or 5.0)) as con:
+                with _connection(self.deadline) as con:
                     schema.ensure(con)  # a first run may fail before its kind made the tables
                     streak = app_store.run_failed(con, self.kind.name, cause)
                     if streak[1]:
@@ -134,13 +142,12 @@ class RunMonitor:
         for failure in failures:
             logger.warning("run-level alert not delivered: %s", failure)
 
-    def _recovered(self) -> None:
-        with db.connection(timeout=min(5.0, _left(self.deadline) or 5.0)) as con:
-            try:
-                ended = app_store.run_succeeded(con, self.kind.name)
-            except Exception as exc:  # noqa: BLE001 - no table yet: no streak either
-                logger.debug("no run streak to end: %s", one_line(exc, 200))
-                return
+    def _recovered(self, con) -> None:
+        try:
+            ended = app_store.run_succeeded(con, self.kind.name)
+        except Exception as exc:  # noqa: BLE001 - no table yet: no streak either
+            logger.debug("no run streak to end: %s", one_line(exc, 200))
+            return
         if ended and ended[2]:
             since, runs, _ = ended
             _send(messages.global_urls(), messages.Message(
@@ -190,7 +197,7 @@ def overdue_limit(interval: int) -> timedelta:
     return timedelta(seconds=2 * interval) + min(OVERDUE_MARGIN, timedelta(seconds=interval / 2))
 
 
-def check_overdue(deadline: float | None) -> None:
+def check_overdue(con, deadline: float | None) -> None:
     """Every job of the jobs file, all kinds: alert once for one whose runs stopped or never
     began, and once when it runs again."""
     if not config.has_jobs_file():
@@ -199,28 +206,27 @@ def check_overdue(deadline: float | None) -> None:
     timed = [(e, interval) for e in entries if (interval := interval_of(e))]
     if not timed:
         return
-    with db.connection(timeout=min(5.0, _left(deadline) or 5.0)) as con:
-        watch = app_store.watched(con, [(e.kind, e.name) for e, _ in timed])
-        last: dict = {}
-        for kind in {e.kind for e, _ in timed}:
-            if KINDS[kind].last_runs:
-                last.update({(kind, name): at for name, at in
-                             KINDS[kind].last_runs(con, [e.name for e, _ in timed if e.kind == kind]).items()})
-        now = con.run("SELECT now()")[0][0]
-        for entry, interval in timed:
-            if not _has_time(deadline):
-                return
-            first_seen, since, alerted = watch[(entry.kind, entry.name)]
-            ran = last.get((entry.kind, entry.name))
-            limit = overdue_limit(interval)
-            late = now - ran > limit if ran else now - first_seen > timedelta(seconds=2 * interval)
-            if late and not alerted and app_store.mark_overdue(con, entry.kind, entry.name):
-                _tell_overdue(entry, interval, ran, first_seen, deadline)
-            elif not late and since is not None and app_store.mark_running(con, entry.kind, entry.name):
-                _tell(entry, messages.Message(f"{entry.name} runs again",
-                                              f"{entry.name} ([[{entry.kind}]]) runs again: last run"
-                                              f" {ran:%Y-%m-%d %H:%M} UTC, overdue since {since:%Y-%m-%d %H:%M} UTC.",
-                                              messages.SUCCESS), deadline)
+    watch = app_store.watched(con, [(e.kind, e.name) for e, _ in timed])
+    last: dict = {}
+    for kind in {e.kind for e, _ in timed}:
+        if KINDS[kind].last_runs:
+            last.update({(kind, name): at for name, at in
+                         KINDS[kind].last_runs(con, [e.name for e, _ in timed if e.kind == kind]).items()})
+    now = con.run("SELECT now()")[0][0]
+    for entry, interval in timed:
+        if not _has_time(deadline):
+            return
+        first_seen, since, alerted = watch[(entry.kind, entry.name)]
+        ran = last.get((entry.kind, entry.name))
+        limit = overdue_limit(interval)
+        late = now - ran > limit if ran else now - first_seen > timedelta(seconds=2 * interval)
+        if late and not alerted and app_store.mark_overdue(con, entry.kind, entry.name):
+            _tell_overdue(entry, interval, ran, first_seen, deadline)
+        elif not late and since is not None and app_store.mark_running(con, entry.kind, entry.name):
+            _tell(entry, messages.Message(f"{entry.name} runs again",
+                                          f"{entry.name} ([[{entry.kind}]]) runs again: last run"
+                                          f" {ran:%Y-%m-%d %H:%M} UTC, overdue since {since:%Y-%m-%d %H:%M} UTC.",
+                                          messages.SUCCESS), deadline)
 
 
 def _tell_overdue(entry, interval: int, ran, first_seen, deadline) -> None:

@@ -18,7 +18,7 @@ import sys
 from datetime import datetime, timezone
 
 _secrets: set[str] = set()
-_pattern = None  # the secrets' forms, longest first, as written and without gaps; None: to sort anew
+_sorted = None  # the secrets' forms, longest first, as written and without gaps; None: to sort anew
 
 # What may split a secret where it is shown: whitespace and line breaks (an answer folding it
 # across lines), control characters and terminal escape sequences, zero-width characters and
@@ -41,12 +41,12 @@ URL_SAFE = "!$&'()*+,;=:@/?~"
 
 def add_secret(value: str | None) -> None:
     """Remember a value that must never appear in a log line (ignored if short or empty)."""
-    global _pattern
+    global _sorted
     if value and len(value) >= 4:
         new = {form for form in _forms(value) if len(_GAP.sub("", form)) >= 4} - _secrets
         if new:
             _secrets.update(new)
-            _pattern = None
+            _sorted = None
 
 
 def _forms(value: str) -> set[str]:
@@ -69,13 +69,13 @@ def redact(text: str) -> str:
     a copy with every gap removed is searched for each secret with its own gaps removed; a hit
     (rare: a secret folded or split) is mapped back to its span in the text. Linear in the text
     for each secret, with no expression to compile however many secrets there are."""
-    global _pattern
+    global _sorted
     if not _secrets or not text:
         return text
-    if _pattern is None:
-        _pattern = (sorted(_secrets, key=len, reverse=True),
+    if _sorted is None:
+        _sorted = (sorted(_secrets, key=len, reverse=True),
                     sorted({_GAP.sub("", s) for s in _secrets}, key=len, reverse=True))
-    exact, squeezed_forms = _pattern
+    exact, squeezed_forms = _sorted
     for secret in exact:
         if secret in text:
             text = text.replace(secret, "***")

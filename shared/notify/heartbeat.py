@@ -64,9 +64,11 @@ def ping(url: str | None, signal: str, body: str = "", deadline: float | None = 
         except Exception as exc:  # noqa: BLE001 - a ping must never fail the run
             problem = one_line(f"{type(exc).__name__}: {exc}", 200)
         logger.debug("%s: try %d failed: %s", what, attempt + 1, problem)
-        if attempt + 1 < TRIES:
-            time.sleep(min(0.5 * (attempt + 1), max(0.0, (deadline - time.monotonic() - RESERVE) / 4)
-                           if deadline is not None else 0.5 * (attempt + 1)))
+        if attempt + 1 < TRIES:  # a short back-off, never more than a quarter of the time left
+            pause = 0.5 * (attempt + 1)
+            if deadline is not None:
+                pause = min(pause, max(0.0, (deadline - time.monotonic() - RESERVE) / 4))
+            time.sleep(pause)
     logger.warning("%s not delivered: %s", what, problem)
     return False
 
