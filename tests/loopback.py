@@ -133,3 +133,29 @@ class RawSite(RawServer):
 def answer(body: bytes, status: bytes = b"200 OK", headers: list[bytes] = ()) -> bytes:
     head = [b"HTTP/1.1 " + status, *headers, b"Content-Length: %d" % len(body), b"Connection: close"]
     return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+class SlowHandshake(Silent):
+    """A loopback "HTTPS" server whose TLS handshake never ends: it announces a 16 KB handshake
+    record and sends it a byte at a time, each well within any read timeout. With another
+    `announce`, another protocol's message (PostgreSQL's)."""
+
+    def __init__(self, announce: bytes = b"\x16\x03\x03\x40\x00"):  # a handshake record of 16384 bytes
+        self.announce = announce
+        super().__init__()
+
+    def _accept(self):
+        while True:
+            try:
+                conn = self.sock.accept()[0]
+            except OSError:
+                return
+            self.held.append(conn)
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn):
+        try:
+            conn.sendall(self.announce)
+            trickle(conn, b"\x00" * 16384, every=0.2)
+        except OSError:  # the client gave up: what it should do
+            pass

@@ -1,10 +1,12 @@
 """DATABASE_URL parsing and connections."""
 
 import ssl
+import time
 
 import pytest
 
 from shared.core import db, log
+from tests.loopback import GIVE_UP, SlowHandshake
 
 
 @pytest.mark.parametrize(
@@ -60,13 +62,15 @@ def test_bad_urls_name_the_problem_not_the_password(url, message):
     assert message in str(info.value) and "secretpw" not in str(info.value)
 
 
-def test_sslmode_maps_onto_pg8000():
-    assert db._ssl_context("disable") is False
-    assert db._ssl_context("prefer") is None
-    assert db._ssl_context("require") is True  # TLS without certificate checks, as Heroku needs
-    full = db._ssl_context("verify-full")
-    assert isinstance(full, ssl.SSLContext) and full.check_hostname and full.verify_mode == ssl.CERT_REQUIRED
-    assert db._ssl_context("verify-ca").check_hostname is False
+def test_sslmode_maps_onto_a_tls_context_and_whether_tls_is_required():
+    assert db._tls("disable") == (None, False)
+    prefer, required = db._tls("prefer")
+    assert prefer.verify_mode == ssl.CERT_NONE and not required  # TLS if offered, else plain text
+    require, required = db._tls("require")
+    assert require.verify_mode == ssl.CERT_NONE and required  # TLS without certificate checks, as Heroku needs
+    full, required = db._tls("verify-full")
+    assert full.check_hostname and full.verify_mode == ssl.CERT_REQUIRED and required
+    assert db._tls("verify-ca")[0].check_hostname is False
 
 
 def test_safe_form_and_repr_hide_the_password():
@@ -111,3 +115,26 @@ def test_reads_wait_beyond_the_connect_timeout_up_to_the_statement_timeout(datab
         assert con.run("SELECT pg_sleep(2), 42")[0][1] == 42
     finally:
         con.close()
+
+
+def test_connecting_to_a_server_that_trickles_ends_at_the_connect_timeout():
+    """The connect timeout bounds connecting, TLS and the server's first answers together, not each
+    read: this server announces an authentication request of 16 KB and sends a byte every 0.2 s."""
+    server = SlowHandshake(announce=b"R\x00\x00\x40\x00")
+    try:
+        started = time.monotonic()
+        with pytest.raises(db.DatabaseUnavailable, match="no answer within 1 s"):
+            db.connect(f"postgresql://u:pw@127.0.0.1:{server.port}/db?sslmode=disable", timeout=1)
+        assert time.monotonic() - started < GIVE_UP
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("answer", [b"\x16\x03\x03\x00\x05hello", b"HTTP/1.1 400 Bad Request\r\n\r\n"])
+def test_a_server_that_does_not_speak_postgresql_is_one_clear_error(answer):
+    server = SlowHandshake(announce=answer)
+    try:
+        with pytest.raises(db.DatabaseUnavailable, match="cannot connect to postgresql://u@127.0.0.1:"):
+            db.connect(f"postgresql://u:pw@127.0.0.1:{server.port}/db?sslmode=disable", timeout=1)
+    finally:
+        server.close()

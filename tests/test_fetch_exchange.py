@@ -11,7 +11,7 @@ import pytest
 from shared.scrape import fetch
 from shared.scrape.job import ScrapeJob
 from tests import runs
-from tests.loopback import GIVE_UP, Site, ok, trickle
+from tests.loopback import GIVE_UP, Site, SlowHandshake, ok, trickle
 
 HEALTHY = ["healthy-0", "healthy-1"]
 
@@ -91,6 +91,19 @@ def test_a_fetch_cut_short_never_spoils_the_connection_for_the_next_fetch(site):
         fetch.fetch(pool, site.url("slow"), total_timeout=0.5)
     for _ in range(3):  # reused connections are left alone by the expired fetch's watch
         assert fetch.fetch(pool, site.url("healthy-0"), total_timeout=30).text == "<p>healthy-0</p>"
+
+
+def test_a_tls_handshake_that_trickles_ends_at_the_timeout():
+    """The handshake's reads count too: the plain socket is watched before TLS wraps it (Python
+    bounds a handshake by the socket's timeout, here a connect timeout longer than the fetch's)."""
+    server = SlowHandshake()
+    try:
+        started = time.monotonic()
+        with pytest.raises(fetch.FetchError, match="timed out"):
+            fetch.fetch(fetch.new_pool(), f"https://127.0.0.1:{server.port}/", connect_timeout=60, total_timeout=1)
+        assert time.monotonic() - started < GIVE_UP  # the trickle itself would take an hour
+    finally:
+        server.close()
 
 
 # --- URLs and arguments ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from shared.refresh.job import RefreshJob
 from shared.refresh.outcome import Outcome
 from shared.refresh import run as refresh_run
 from tests import runs
+from tests.loopback import SlowHandshake
 from tests.carto_fixtures import FAST, KEY, TOKEN, emulator  # noqa: F401 (fixture)
 
 GENEROUS = 20.0  # seconds: "well before" the minute a trickle would take, even on a loaded machine
@@ -162,6 +163,18 @@ def test_an_https_answer_that_trickles_ends_at_the_time_budget(raw_server, tmp_p
     assert time.monotonic() - started < GENEROUS
     assert ("no complete answer" if slow == "headers" else "the answer was still arriving") in error.reason
     assert "when the time budget ran out" in error.reason
+
+
+def test_a_tls_handshake_that_trickles_ends_at_the_time_budget():
+    """The handshake's reads count too: the plain socket is watched before TLS wraps it."""
+    server = SlowHandshake()
+    try:
+        started = time.monotonic()
+        error = failure(v2_job(f"https://127.0.0.1:{server.port}/api/v2/sql", connect_timeout=60), budget=2)
+        assert time.monotonic() - started < GENEROUS
+        assert "time budget" in error.reason, error.reason
+    finally:
+        server.close()
 
 
 def test_a_trickle_within_the_budget_is_an_ordinary_success(emulator):

@@ -16,11 +16,14 @@ a server (or someone in between) declined TLS. Loopback hosts and Unix sockets k
 
 import os
 import re
+import struct
+import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from shared.core import log
+from shared.core import deadline, log, pgwire
 from shared.core.errors import USAGE, ConfigError, WorkFailed
 from shared.core.names import NAME
 
@@ -179,26 +182,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _ssl_context(sslmode: str, rootcert: str | None = None):
-    """Map libpq's sslmode (and sslrootcert) onto pg8000's ssl_context argument."""
+def _tls(sslmode: str, rootcert: str | None = None):
+    """libpq's sslmode as (a TLS context or None, whether TLS is required)."""
     if sslmode == "disable":
-        return False
-    if sslmode in ("allow", "prefer"):
-        return None  # pg8000: try TLS, fall back to plain text
-    if sslmode == "require":
-        return True  # pg8000: TLS required, certificate not checked (Heroku's setting)
+        return None, False
     import ssl  # here: importing it costs a Lambda cold start 25 ms, and a CARTO refresh never needs it
 
+    if sslmode in ("allow", "prefer", "require"):  # TLS, certificate not checked (Heroku's setting)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context, sslmode == "require"
     context = ssl.create_default_context(cafile=rootcert)
     if sslmode == "verify-ca":
         context.check_hostname = False
-    return context
+    return context, True
 
 
-def connect(url: str | None = None, statement_timeout: str | None = None, timeout: float | None = None):
+def connect(url: str | None = None, statement_timeout: str | None = None, timeout: float | None = None,
+            limits: pgwire.Limits | None = None):
     """Open a pg8000 native connection to `url` (default: $DATABASE_URL), with connect and
     statement timeouts. `timeout`: seconds to connect, when a caller's deadline is nearer than
-    CONNECT_TIMEOUT (a refresh's time budget)."""
+    CONNECT_TIMEOUT (a refresh's time budget): connecting, TLS and authentication included,
+    however slowly a server answers. `limits`: how big a message may be read (pgwire.Limits).
+    The connection's socket is watched by this thread's deadline watch, if any."""
     # Imported here: a CARTO refresh never touches PostgreSQL, and pg8000 with its SCRAM and
     # ASN.1 dependencies is a third of a handler's import time.
     import pg8000.native
@@ -207,20 +214,32 @@ def connect(url: str | None = None, statement_timeout: str | None = None, timeou
     if not url:
         raise DatabaseConfigError("DATABASE_URL is not set")
     db = parse_url(url)
-    kwargs = dict(
-        user=db.user,
-        password=db.password,
-        database=db.database,
-        timeout=min(CONNECT_TIMEOUT, timeout) if timeout else CONNECT_TIMEOUT,
-        application_name=NAME,
-        startup_params={"statement_timeout": statement_timeout or STATEMENT_TIMEOUT, "TimeZone": "UTC"},
-    )
-    if db.socket_dir:
-        kwargs.update(unix_sock=f"{db.socket_dir}/.s.PGSQL.{db.port}", ssl_context=False)
-    else:
-        kwargs.update(host=db.host, port=db.port, ssl_context=_ssl_context(db.sslmode, db.sslrootcert))
+    seconds = min(CONNECT_TIMEOUT, timeout) if timeout else CONNECT_TIMEOUT
     try:
-        con = pg8000.native.Connection(**kwargs)
+        tls, required = _tls(db.sslmode, db.sslrootcert) if not db.socket_dir else (None, False)
+    except OSError as exc:  # ssl.SSLError is one too
+        raise DatabaseConfigError(f"DATABASE_URL sslrootcert={db.sslrootcert!r} cannot be used: {exc}") from None
+    watched = None
+    try:
+        with deadline.watching(time.monotonic() + seconds) as watched:
+            sock = pgwire.open_socket(f"{db.socket_dir}/.s.PGSQL.{db.port}" if db.socket_dir else (db.host, db.port),
+                                      seconds, tls, required, db.host if tls is not None else None, limits)
+            try:
+                con = pg8000.native.Connection(
+                    user=db.user, password=db.password, database=db.database, sock=sock, ssl_context=False,
+                    application_name=NAME,
+                    startup_params={"statement_timeout": statement_timeout or STATEMENT_TIMEOUT, "TimeZone": "UTC"})
+            except BaseException:
+                sock.close_file()
+                sock.close()
+                raise
+    except pgwire.TLSNotOffered:
+        explicit = "sslmode" in parse_qs(urlsplit(url).query)
+        given = f"sslmode={db.sslmode}" if explicit else "a URL without sslmode for a host that is not loopback"
+        raise ConnectionRefusedByServer(
+            f"cannot connect to {db.safe()}: the server does not offer TLS, which {given} requires;"
+            " if plain text is acceptable on this network, add ?sslmode=disable (or prefer) to DATABASE_URL"
+        ) from None
     except pg8000.native.DatabaseError as exc:
         fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
         message = log.redact(str(fields.get("M", exc)))
@@ -228,17 +247,35 @@ def connect(url: str | None = None, statement_timeout: str | None = None, timeou
             raise DatabaseUnavailable(f"cannot connect to {db.safe()}: {message}") from None
         raise ConnectionRefusedByServer(f"cannot connect to {db.safe()}: {message}") from None
     except (pg8000.native.InterfaceError, OSError) as exc:
-        if "refuses SSL" in str(exc):  # pg8000's words when the server answers "no TLS here"
-            explicit = "sslmode" in parse_qs(urlsplit(url).query)
-            given = f"sslmode={db.sslmode}" if explicit else "a URL without sslmode for a host that is not loopback"
-            raise ConnectionRefusedByServer(
-                f"cannot connect to {db.safe()}: the server does not offer TLS, which {given} requires;"
-                " if plain text is acceptable on this network, add ?sslmode=disable (or prefer) to DATABASE_URL"
-            ) from None
-        raise DatabaseUnavailable(f"cannot connect to {db.safe()}: {log.redact(str(exc))}") from None
+        if watched is not None and watched.expired:
+            raise DatabaseUnavailable(f"cannot connect to {db.safe()}: no answer within {seconds:g} s") from None
+        raise DatabaseUnavailable(f"cannot connect to {db.safe()}: {log.redact(_reason(exc))}") from None
+    except (KeyError, IndexError, ValueError, struct.error) as exc:  # pg8000 meeting bytes no PostgreSQL sends
+        raise DatabaseUnavailable(f"cannot connect to {db.safe()}: the server did not answer as PostgreSQL"
+                                  f" does ({type(exc).__name__})") from None
+    _sockets[con] = sock
+    deadline.register(sock)  # the caller's watch, if any, bounds what the connection does next
     limit = _seconds(statement_timeout or STATEMENT_TIMEOUT)
     set_read_timeout(con, limit + READ_MARGIN if limit else None)
     return con
+
+
+_sockets: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # connection -> its pgwire socket
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, as the innermost error says it ("Connection refused", not pg8000's
+    "network error")."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def watch(con) -> None:
+    """Let this thread's deadline watch end what `con` does (a refresh watches its statement)."""
+    sock = _sockets.get(con)
+    if sock is not None:
+        deadline.register(sock)
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -268,28 +305,24 @@ def connection(url: str | None = None, statement_timeout: str | None = None, tim
 
 
 def close_quietly(con) -> None:
-    # pg8000 drops its buffered socket file without closing it when the goodbye cannot be sent;
-    # closed here, its unsent bytes cannot raise later, from the garbage collector, on stderr.
-    buffered = getattr(con, "_sock", None)
+    """Close `con` without raising, its socket and pg8000's buffered file over it included."""
+    sock = _sockets.pop(con, None)
     try:
         con.close()
     except Exception:  # noqa: BLE001 - see connection()
         pass
-    if buffered is not None:
-        try:
-            buffered.close()
-        except Exception:  # noqa: BLE001 - it is broken: that is why we are here
-            pass
+    if sock is not None:
+        sock.close_file()
+        sock.close()
 
 
 READ_MARGIN = 15  # seconds the client waits beyond the server's statement timeout
 
 
 def set_read_timeout(con, seconds: float | None) -> None:
-    """pg8000 uses its connect timeout for every socket read too, which would cut a statement
-    short of its statement_timeout; after connecting, let reads wait as long as the server may.
-    (pg8000 exposes no setter: this is its socket, guarded in case that changes.)"""
-    sock = getattr(con, "_usock", None)
+    """How long each socket read may wait: as long as the server may take, a statement timeout
+    and a margin (the connect timeout would cut a statement short)."""
+    sock = _sockets.get(con)
     if sock is not None:
         sock.settimeout(seconds)
 

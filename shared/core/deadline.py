@@ -1,92 +1,167 @@
-"""A refresh's deadline down to its sockets: a trickling server cannot hold a read past it.
+"""One deadline mechanism for every exchange: a page fetch, a CARTO call, a PostgreSQL statement.
 
-Requests' timeouts bound each socket read, not a whole answer, so DeadlineAdapter registers each
-connection's socket with the run's Watchdog, which shuts them all down when the time budget ends.
+Socket timeouts bound each read, not their sum: a server that sends a byte within every read
+timeout (TLS handshake, headers, body, a PostgreSQL answer) keeps a read going forever. So an
+exchange runs inside a Watch with its deadline: the sockets it uses are registered (a duplicate
+of their file descriptor, so the watch never touches a descriptor that was closed and reused),
+and one watchdog thread for the whole process shuts them down when the deadline passes; a
+blocked read then ends at once, with an error the caller reports as "out of time".
+
+    with deadline.watching(ends) as watch:   # this thread's exchanges register with `watch`
+        ...                                  # watch.expired: whether the deadline cut them
+
+Registration is done by the transports: shared.core.http (urllib3, requests) and
+shared.core.db (pg8000) register the sockets they open or reuse on this thread's watch.
+A socket may serve several exchanges in turn (a pooled connection): each registration names its
+`owner` (the connection), and a watch shuts a socket only while that connection is still its
+own, so a neighbour's exchange on a reused connection is never cut by another's deadline.
 """
 
+import heapq
+import itertools
 import socket
 import threading
 import time
-import weakref
+from contextlib import contextmanager
 
-from requests.adapters import HTTPAdapter
-from urllib3 import connection as u3_connection
-from urllib3 import connectionpool as u3_pool
-from urllib3 import poolmanager as u3_poolmanager
+_current = threading.local()  # the watch of the exchange running on this thread
+_owners_lock = threading.Lock()  # ownership changes and the shutdowns that test them
 
 
-class Watchdog:
-    """Ends the run's connections when its deadline passes. Requests' read timeout bounds each
-    socket read, not their sum: a server that sends a byte within every read timeout (in its
-    headers or its body) would keep a read going past any deadline. The sockets are registered
-    as they connect; at the deadline a timer shuts them down, which ends a blocked read at once."""
+class Watch:
+    """The sockets of one exchange, shut down together when its deadline passes. `on_expire`
+    (optional) runs first, on a thread of its own (a PostgreSQL cancel, say)."""
 
-    def __init__(self, deadline: float):
-        self.fired = False
-        self.sockets: weakref.WeakSet = weakref.WeakSet()
-        self.lock = threading.Lock()
-        self.timer = threading.Timer(max(0.0, deadline - time.monotonic()), self.fire)
-        self.timer.daemon = True
-        self.timer.start()
+    def __init__(self, deadline: float, on_expire=None):
+        self.deadline = deadline
+        self.on_expire = on_expire
+        self.expired = False
+        self.closed = False
+        self._socks: dict[int, tuple[socket.socket, object]] = {}  # fd -> (duplicate, owner)
 
-    def register(self, sock) -> None:
-        with self.lock:
-            self.sockets.add(sock)
-            fired = self.fired
-        if fired:
-            _shutdown(sock)
+    def add(self, sock, owner=None) -> None:
+        """Watch `sock` (any socket object, TLS or not) for `owner` (a connection, or None for a
+        socket only this exchange uses)."""
+        try:
+            fd = sock.fileno()
+            dup = socket.fromfd(fd, sock.family, sock.type)
+        except (OSError, ValueError, AttributeError):
+            return
+        with _owners_lock:
+            if owner is not None:
+                _OWNED[id(owner)] = self
+            if self.closed:
+                old = dup
+            else:
+                old = self._socks.pop(fd, (None, None))[0]
+                self._socks[fd] = (dup, owner)
+                if self.expired:
+                    _shut(dup)
+        if old is not None:
+            old.close()
 
-    def fire(self) -> None:
-        with self.lock:
-            self.fired = True
-            sockets = list(self.sockets)
-        for sock in sockets:
-            _shutdown(sock)
+    def expire(self) -> None:
+        with _owners_lock:
+            if self.closed:
+                return
+            self.expired = True
+            if self.on_expire is None:
+                self._shut_owned()
+                return
+        threading.Thread(target=self._expire_after_callback, name="deadline-expire", daemon=True).start()
 
-    def stop(self) -> None:
-        self.timer.cancel()
+    def _expire_after_callback(self) -> None:
+        try:
+            self.on_expire()
+        except Exception:  # noqa: BLE001 - best effort: the sockets are shut all the same
+            pass
+        with _owners_lock:
+            if not self.closed:
+                self._shut_owned()
+
+    def _shut_owned(self) -> None:  # with _owners_lock held
+        for dup, owner in self._socks.values():
+            if owner is None or _OWNED.get(id(owner)) is self:
+                _shut(dup)
+
+    def close(self) -> None:
+        with _owners_lock:
+            self.closed = True
+            socks, self._socks = list(self._socks.values()), {}
+            for _, owner in socks:
+                if owner is not None and _OWNED.get(id(owner)) is self:
+                    del _OWNED[id(owner)]
+        for dup, _ in socks:
+            dup.close()
 
 
-def _shutdown(sock) -> None:
+_OWNED: dict[int, Watch] = {}  # id(connection) -> the watch whose exchange holds it now
+
+
+def _shut(sock: socket.socket) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:  # closed already, or never connected
         pass
 
 
-class DeadlineAdapter(HTTPAdapter):
-    """requests' adapter whose connections register their sockets with a Watchdog."""
+class _Watchdog:
+    """One daemon thread for every watch of the process: expires each at its deadline."""
 
-    def __init__(self, watchdog: Watchdog):
-        self.watchdog = watchdog
-        super().__init__()
+    def __init__(self):
+        self._heap: list = []
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
 
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _pool_classes(self.watchdog)
+    def start(self, watch: Watch) -> None:
+        with self._changed:
+            heapq.heappush(self._heap, (watch.deadline, next(self._order), watch))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deadline-watchdog", daemon=True)
+                self._thread.start()
+            self._changed.notify()
 
-    def proxy_manager_for(self, proxy, **proxy_kwargs):
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if manager.pool_classes_by_scheme is u3_poolmanager.pool_classes_by_scheme:  # not SOCKS: its own
-            manager.pool_classes_by_scheme = _pool_classes(self.watchdog)
-        return manager
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                while self._heap and self._heap[0][2].closed:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._changed.wait()
+                    continue
+                left = self._heap[0][0] - time.monotonic()
+                if left > 0:
+                    self._changed.wait(left)
+                    continue
+                heapq.heappop(self._heap)[2].expire()
 
 
-def _pool_classes(watchdog: Watchdog) -> dict:
-    def watched(base):
-        class Watched(base):
-            def _new_conn(self):
-                sock = super()._new_conn()
-                watchdog.register(sock)  # the plain socket: covers the time until TLS wraps it
-                return sock
+_WATCHDOG = _Watchdog()
 
-            def connect(self):
-                super().connect()
-                if self.sock is not None:
-                    watchdog.register(self.sock)  # with TLS, a new socket object on the same connection
-        return Watched
 
-    return {"http": type("HTTPConnectionPool", (u3_pool.HTTPConnectionPool,),
-                         {"ConnectionCls": watched(u3_connection.HTTPConnection)}),
-            "https": type("HTTPSConnectionPool", (u3_pool.HTTPSConnectionPool,),
-                          {"ConnectionCls": watched(u3_connection.HTTPSConnection)})}
+@contextmanager
+def watching(deadline: float, on_expire=None):
+    """A Watch for `deadline` (time.monotonic()), current on this thread while the block runs;
+    closed after it (its sockets are then no longer ours to shut)."""
+    watch = Watch(deadline, on_expire)
+    _WATCHDOG.start(watch)
+    outer = getattr(_current, "watch", None)
+    _current.watch = watch
+    try:
+        yield watch
+    finally:
+        _current.watch = outer
+        watch.close()
+
+
+def current() -> Watch | None:
+    """The watch of the exchange running on this thread, if any."""
+    return getattr(_current, "watch", None)
+
+
+def register(sock, owner=None) -> None:
+    """Watch `sock` under this thread's current watch (nothing without one)."""
+    watch = current()
+    if watch is not None:
+        watch.add(sock, owner)

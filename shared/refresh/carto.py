@@ -18,7 +18,7 @@ statement fails after rows started streaming. Waits, all bounded by one deadline
 Answers are read as they arrive (stream=True) and never held whole: answer.AnswerReader counts
 the rows and keeps only what a refresh reports (the first row, `total_rows`, `error`, `hint`...),
 each value cut at KEEP_BYTES, so memory does not grow with what CARTO sends. The deadline
-bounds the whole exchange: a timer shuts down the run's sockets when it passes (deadline.py), so
+bounds the whole exchange: the watchdog shuts down the run's sockets when it passes (shared.core.deadline), so
 an answer that trickles in (a few bytes within each read timeout) ends there too.
 """
 
@@ -35,8 +35,8 @@ import requests
 from urllib3 import exceptions as u3_exceptions
 from urllib3.exceptions import ReadTimeoutError
 
-from shared.core import log
-from shared.core.deadline import DeadlineAdapter, Watchdog
+from shared.core import http, log
+from shared.core.deadline import Watch, watching
 from shared.core.names import USER_AGENT
 from shared.refresh.answer import CHUNK_BYTES, MESSAGE_CHARS, Answer, AnswerReader, one_line, short
 from shared.refresh.job import RefreshJob
@@ -137,14 +137,13 @@ def refresh(job: RefreshJob, deadline: float, *, timing: Timing = Timing(),
     own_session = session is None
     session = session or requests.Session()
     session.headers["User-Agent"] = USER_AGENT
-    watchdog = Watchdog(deadline)
-    adapter = DeadlineAdapter(watchdog)
+    adapter = http.requests_adapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     try:
-        return _Run(job, deadline, timing, session, watchdog).refresh()
+        with watching(deadline) as watch:
+            return _Run(job, deadline, timing, session, watch).refresh()
     finally:
-        watchdog.stop()
         if own_session:
             session.close()
 
@@ -153,12 +152,12 @@ class _Run:
     """One refresh: the job, its deadline and what happened so far (for the give-up message)."""
 
     def __init__(self, job: RefreshJob, deadline: float, timing: Timing, session: requests.Session,
-                 watchdog: Watchdog):
+                 watch: Watch):
         log.add_secret(job.api_key)
         if job.mode == "carto" and job.api_key:  # as the Batch API's polls send it, should a server echo that
             log.add_secret(base64.b64encode(f"{job.carto_user()}:{job.api_key}".encode()).decode())
         self.job, self.deadline, self.timing, self.session = job, deadline, timing, session
-        self.watchdog = watchdog
+        self.watch = watch
         self.urls = endpoints(job)
         self.started = time.monotonic()
         self.v3 = job.mode == "carto3"
@@ -245,7 +244,7 @@ class _Run:
         while True:
             tries += 1
             remaining = self.deadline - time.monotonic()
-            if remaining <= 0.05 or self.watchdog.fired:
+            if remaining <= 0.05 or self.watch.expired:
                 if self.problem:
                     self.give_up(tries - 1, self.problem)
                 raise CartoError(self.job.name, f"no time left for {what} (time budget used up)")
@@ -256,7 +255,7 @@ class _Run:
                                           **kwargs) as response:
                     self.read(response, reader)
             except (requests.RequestException, _OutOfTime) as exc:
-                if isinstance(exc, _OutOfTime) or self.watchdog.fired:
+                if isinstance(exc, _OutOfTime) or self.watch.expired:
                     spent = time.monotonic() - sent
                     self.give_up(tries, f"{what}: the answer was still arriving when the time budget ran out"
                                  f" ({reader.size:,} bytes in {spent:.1f} s)" if reader.size else
@@ -335,7 +334,7 @@ class _Run:
             raise requests.exceptions.SSLError(exc) from exc
         except u3_exceptions.HTTPError as exc:
             raise requests.RequestException(exc) from exc
-        if self.watchdog.fired:  # the watchdog's shutdown can look like the end of the answer
+        if self.watch.expired:  # the watchdog's shutdown can look like the end of the answer
             raise _OutOfTime()
 
     def backoff(self, tries: int) -> float:

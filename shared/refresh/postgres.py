@@ -12,20 +12,18 @@ several statements) returns no rows, or few, and runs as it is; one that leaves 
 open (BEGIN without COMMIT) fails, since closing the connection rolls back what it did.
 
 The time budget bounds it all: connecting (within connect_timeout and what is left), and the
-statement, by the server's statement_timeout and, should the statement lift that (SET
-statement_timeout = 0) or the server stop answering, by a timer that cancels it at the deadline
-and shuts the connection (_Guard).
+statement, by the server's statement_timeout set to what is left and, should the statement lift
+that (SET statement_timeout = 0, a function's SET clause) or the server stop answering, by the
+deadline watch (shared.core.deadline): a moment after the deadline it asks the server, from a
+second connection, to cancel the statement (pg_cancel_backend) and shuts the connection.
 """
 
 import logging
-import os
 import random
-import socket
-import struct
-import threading
 import time
 
-from shared.core import db, log
+from shared.core import db, log, pgwire
+from shared.core.deadline import watching
 from shared.refresh.answer import one_line
 from shared.refresh.job import RefreshJob
 from shared.refresh.outcome import Outcome
@@ -44,10 +42,11 @@ CANNOT_WRAP = ("42601", "0A000")
 # notice or error, its first MESSAGE_HEAD bytes.
 ROW_BYTES = 1024 * 1024
 MESSAGE_HEAD = 64 * 1024
+LIMITS = pgwire.Limits(row_bytes=ROW_BYTES, message_bytes=MESSAGE_HEAD)
 # The server's statement timeout ends the statement at the deadline with its own error; the
-# guard steps in this much later, only when that did not happen.
+# watch steps in this much later, only when that did not happen.
 GUARD_GRACE = 1.0
-CANCEL_REQUEST_CODE = 80877102  # PostgreSQL's CancelRequest
+CANCEL_TIMEOUT = 2.0  # seconds the cancelling connection may take
 
 
 class PostgresRefreshError(Exception):
@@ -59,25 +58,26 @@ def refresh(job: RefreshJob, deadline: float, timing) -> Outcome:
 
     started = time.monotonic()
     con = _connect_with_retries(job, deadline, timing)
-    timeout = min(job.statement_timeout, max(0.1, deadline - time.monotonic()))
-    ends = time.monotonic() + timeout
-    guard = _Guard(con, job.database_url, ends + GUARD_GRACE)
-    _bound_reads(con)
     try:
-        db.set_read_timeout(con, timeout + db.READ_MARGIN)
-        rows, columns, first = _run(con, job.sql, ends)
-    except pg8000.native.DatabaseError as exc:
-        if guard.fired:
-            raise PostgresRefreshError(_stopped(time.monotonic() - started, timeout, job)) from None
-        raise PostgresRefreshError(_pg_reason(exc, timeout, job)) from None
-    except (pg8000.native.InterfaceError, OSError) as exc:
-        if guard.fired:
-            raise PostgresRefreshError(_stopped(time.monotonic() - started, timeout, job)) from None
-        if isinstance(exc, OSError) or "network error" in str(exc):  # pg8000's words for a socket's failure
-            raise PostgresRefreshError(f"connection lost during the statement: {log.redact(str(exc))}") from None
-        raise PostgresRefreshError(f"the statement cannot be run this way: {log.redact(str(exc))}") from None
+        pid = con.run("SELECT pg_backend_pid()")[0][0]  # for a cancel from another connection
+        timeout = min(job.statement_timeout, max(0.1, deadline - time.monotonic()))
+        ends = time.monotonic() + timeout
+        with watching(ends + GUARD_GRACE, on_expire=lambda: _cancel(job.database_url, pid)) as watch:
+            db.watch(con)
+            try:
+                db.set_read_timeout(con, timeout + db.READ_MARGIN)
+                rows, columns, first = _run(con, job.sql, ends)
+            except pg8000.native.DatabaseError as exc:
+                if watch.expired:
+                    raise PostgresRefreshError(_stopped(time.monotonic() - started, timeout, job)) from None
+                raise PostgresRefreshError(_pg_reason(exc, timeout, job)) from None
+            except (pg8000.native.InterfaceError, OSError) as exc:
+                if watch.expired:
+                    raise PostgresRefreshError(_stopped(time.monotonic() - started, timeout, job)) from None
+                if isinstance(exc, OSError) or "network error" in str(exc):  # pg8000's words for a socket's failure
+                    raise PostgresRefreshError(f"connection lost during the statement: {log.redact(str(exc))}") from None
+                raise PostgresRefreshError(f"the statement cannot be run this way: {log.redact(str(exc))}") from None
     finally:
-        guard.stop()
         db.close_quietly(con)
     value = None
     if rows == 1 and first and columns and len(columns) == 1 and first[0][0] not in (None, ""):
@@ -97,12 +97,24 @@ def _run(con, sql: str, ends: float) -> tuple[int | None, list | None, list]:
             return done
     _limit(con, ends)
     answer = con.run(sql)  # no rows to speak of: see the module's docstring
-    if getattr(con, "_transaction_status", None) == b"T":  # pg8000's record of the server's ReadyForQuery
+    row_count, columns = con.row_count, con.columns
+    if _in_transaction(con):
         # Closing the connection would roll it back silently, and the line would say "ok".
         _rollback(con)
         raise PostgresRefreshError("the statement left a transaction open (BEGIN without COMMIT): it was rolled"
                                    " back, so nothing it changed was kept; end it with COMMIT")
-    return con.row_count, con.columns, (answer or [])[:2]
+    return row_count, columns, (answer or [])[:2]
+
+
+def _in_transaction(con) -> bool:
+    """Whether the statement left a transaction open. Outside one, each statement is a
+    transaction of its own, whose start is the statement's (PostgreSQL's documented rule)."""
+    try:
+        return not con.run("SELECT transaction_timestamp() = statement_timestamp()")[0][0]
+    except Exception as exc:
+        if db.sqlstate(exc) == "25P02":  # "current transaction is aborted": one is open
+            return True
+        raise
 
 
 def _through_cursor(con, statement: str, ends: float):
@@ -168,7 +180,8 @@ def _connect_with_retries(job: RefreshJob, deadline: float, timing):
         try:
             # pg8000's timeout bounds each socket operation while connecting: a server that
             # accepts and never answers costs connect_timeout, or what is left of the budget.
-            return db.connect(job.database_url, timeout=max(0.5, min(job.connect_timeout, deadline - time.monotonic())))
+            return db.connect(job.database_url, timeout=max(0.5, min(job.connect_timeout, deadline - time.monotonic())),
+                              limits=LIMITS)
         except db.ConnectionRefusedByServer:
             raise  # a wrong password or database name: no use trying again
         except db.DatabaseUnavailable as exc:
@@ -202,86 +215,11 @@ def _stopped(seconds: float, timeout: float, job: RefreshJob) -> str:
             " statement faster)")
 
 
-def _bound_reads(con) -> None:
-    """Make the connection read at most ROW_BYTES of a row and MESSAGE_HEAD of a notice or an
-    error, whatever the statement returns (a single value may be up to 1 GB; pg8000 reads each
-    message whole, then decodes it: a 200 MB value cost 840 MB). This is pg8000's own loop over
-    the server's messages, pg8000.core.Connection.handle_messages, with those limits: the
-    version is pinned (requirements.txt); another one keeps its own loop."""
+def _cancel(url: str | None, pid: int) -> None:
+    """Ask the server to cancel backend `pid`'s statement, from a connection of its own (the
+    deadline watch calls this just before it shuts the statement's socket)."""
     try:
-        from pg8000 import core
-
-        read, unpack, ready = core._read, core.ci_unpack, core.READY_FOR_QUERY
-        data_row, cut = core.DATA_ROW, (core.NOTICE_RESPONSE, core.ERROR_RESPONSE)
-        con.message_types, con._sock  # noqa: B018 - present in the pinned version
-    except (ImportError, AttributeError):
-        return
-
-    def skip(size: int) -> None:
-        while size > 0:
-            size -= len(read(con._sock, min(size, MESSAGE_HEAD)))
-
-    def handle_messages(context):
-        code = None
-        while code != ready:
-            code, length = unpack(read(con._sock, 5))
-            size = length - 4
-            if size > ROW_BYTES and code == data_row:
-                count = read(con._sock, 2)  # the row's columns, each then given as NULL
-                skip(size - 2)
-                data = count + b"\xff\xff\xff\xff" * struct.unpack("!h", count)[0]
-            elif size > MESSAGE_HEAD and code in cut:
-                data = read(con._sock, MESSAGE_HEAD) + b"\x00\x00"  # the cut field, and the message, ended
-                skip(size - MESSAGE_HEAD)
-            else:
-                data = read(con._sock, size)
-            con.message_types[code](data, context)
-        if context.error is not None:
-            raise context.error
-
-    con.handle_messages = handle_messages
-
-
-class _Guard:
-    """Ends a statement that outlives the deadline: the server's statement timeout normally does,
-    but a statement may lift it (SET statement_timeout = 0, a function's SET clause) and a server
-    may stop answering. At `ends` (monotonic), a timer asks the server to cancel the statement
-    (PostgreSQL's CancelRequest, on a connection of its own) and shuts the socket, which ends the
-    blocked read at once."""
-
-    def __init__(self, con, url: str | None, ends: float):
-        self.con, self.url, self.fired = con, url, False
-        self.timer = threading.Timer(max(0.0, ends - time.monotonic()), self.fire)
-        self.timer.daemon = True
-        self.timer.start()
-
-    def fire(self) -> None:
-        self.fired = True
-        try:
-            self._cancel()
-        except Exception as exc:  # noqa: BLE001 - best effort: the socket is shut all the same
-            logger.debug("cancel request failed: %s", log.redact(str(exc)))
-        sock = getattr(self.con, "_usock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def _cancel(self) -> None:
-        key = getattr(self.con, "_backend_key_data", None)  # the process id and secret the server gave
-        if not key:
-            return
-        where = db.parse_url(self.url or os.environ.get("DATABASE_URL", ""))
-        if where.socket_dir:
-            sock = socket.socket(socket.AF_UNIX)
-            sock.settimeout(2)
-            sock.connect(f"{where.socket_dir}/.s.PGSQL.{where.port}")
-        else:
-            sock = socket.create_connection((where.host, where.port), timeout=2)
-        with sock:
-            sock.sendall(struct.pack("!ii", 8 + len(key), CANCEL_REQUEST_CODE) + key)
-            sock.recv(1)  # the server closes the connection once it has read the request
-
-    def stop(self) -> None:
-        self.timer.cancel()
+        with db.connection(url, timeout=CANCEL_TIMEOUT) as con:
+            con.run("SELECT pg_cancel_backend(:pid)", pid=pid)
+    except Exception as exc:  # noqa: BLE001 - best effort: the socket is shut all the same
+        logger.debug("cancelling the statement failed: %s", log.redact(str(exc)))

@@ -9,18 +9,12 @@ hooks) costs 2.5 times the CPU of urllib3's for the same exchange (0.95 ms again
 per page here), which decides how many pages a run can check in parallel.
 """
 
-import heapq
-import itertools
 import re
-import socket
-import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -32,7 +26,8 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from shared.core import db, log, numbers
+from shared.core import db, http, log, numbers
+from shared.core.deadline import watching
 from shared.core.names import USER_AGENT
 from shared.scrape import blocks, memory
 
@@ -62,154 +57,10 @@ def is_pdf(headers) -> bool:
     return str(headers.get("Content-Type", "")).split(";", 1)[0].strip().lower() == "application/pdf"
 
 
-# --- the whole exchange within its time ---------------------------------------------------
-# urllib3's timeouts bound each socket operation, not their sum: a server trickling its headers
-# (or a redirect's endless body, which urllib3 drains) one byte at a time keeps a fetch forever.
-# So each fetch has a watch: the sockets it uses are registered (a duplicate of their file
-# descriptor, so the watch never touches a descriptor the pool has reused), and a watchdog
-# thread shuts them down when its time is up; the blocked read then ends at once.
-
-_current = threading.local()  # the watch of the fetch running on this thread
-
-
-class _Watch:
-    def __init__(self, deadline: float):
-        self.deadline = deadline
-        self.expired = False
-        self.closed = False
-        self._socks: dict[int, socket.socket] = {}  # id(connection) -> duplicate of its socket
-        self._lock = threading.Lock()
-
-    def add(self, conn, sock) -> None:
-        try:
-            dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
-        except (OSError, ValueError):
-            return
-        with self._lock:
-            old = None if self.closed else self._socks.pop(id(conn), None)
-            if self.closed:
-                old = dup
-            else:
-                self._socks[id(conn)] = dup
-                if self.expired:
-                    _shut(dup)
-        if old is not None:
-            old.close()
-
-    def drop(self, conn) -> None:
-        """`conn` goes back to the pool, for another fetch: no longer ours to shut down."""
-        with self._lock:
-            dup = self._socks.pop(id(conn), None)
-        if dup is not None:
-            dup.close()
-
-    def expire(self) -> None:
-        with self._lock:
-            if self.closed:
-                return
-            self.expired = True
-            for dup in self._socks.values():
-                _shut(dup)
-
-    def close(self) -> None:
-        with self._lock:
-            self.closed = True
-            socks, self._socks = list(self._socks.values()), {}
-        for dup in socks:
-            dup.close()
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class _Watchdog:
-    """One daemon thread for every fetch of the process: expires each watch at its deadline."""
-
-    def __init__(self):
-        self._heap: list = []
-        self._order = itertools.count()
-        self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, deadline: float) -> _Watch:
-        watch = _Watch(deadline)
-        with self._changed:
-            heapq.heappush(self._heap, (deadline, next(self._order), watch))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fetch-watchdog", daemon=True)
-                self._thread.start()
-            self._changed.notify()
-        return watch
-
-    def _run(self) -> None:
-        with self._changed:
-            while True:
-                while self._heap and self._heap[0][2].closed:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._changed.wait()
-                    continue
-                left = self._heap[0][0] - time.monotonic()
-                if left > 0:
-                    self._changed.wait(left)
-                    continue
-                heapq.heappop(self._heap)[2].expire()
-
-
-_WATCHDOG = _Watchdog()
-
-
-def _watch_new(conn, sock) -> None:
-    watch = getattr(_current, "watch", None)
-    if watch is not None:
-        watch.add(conn, sock)
-
-
-class _HTTPConnection(HTTPConnection):
-    def _new_conn(self):
-        sock = super()._new_conn()
-        _watch_new(self, sock)  # before TLS: a trickled handshake is cut short too
-        return sock
-
-
-class _HTTPSConnection(HTTPSConnection):
-    def _new_conn(self):
-        sock = super()._new_conn()
-        _watch_new(self, sock)
-        return sock
-
-
-class _WatchedPool:
-    """A host's pool whose connections are watched while a fetch holds them."""
-
-    def _get_conn(self, timeout=None):
-        conn = super()._get_conn(timeout)
-        if conn.sock is not None:  # reused; a new one is watched as it connects
-            _watch_new(conn, conn.sock)
-        return conn
-
-    def _put_conn(self, conn) -> None:
-        watch = getattr(_current, "watch", None)
-        if watch is not None and conn is not None:
-            watch.drop(conn)
-        super()._put_conn(conn)
-
-
-class _HTTPPool(_WatchedPool, HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(_WatchedPool, HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
 def new_pool(hosts: int = 10, per_host: int = 2) -> urllib3.PoolManager:
     """Connections for a run: one pool per host, each keeping up to `per_host` alive for reuse."""
-    manager = urllib3.PoolManager(
+    # Each connection's socket registers with the fetch's deadline watch (shared.core.http).
+    return http.pool_manager(
         num_pools=max(10, min(hosts, 1000)), maxsize=per_host,
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
         # Follow redirects, retry nothing else: a failed check is reported, and the next run retries.
@@ -218,8 +69,6 @@ def new_pool(hosts: int = 10, per_host: int = 2) -> urllib3.PoolManager:
         # only idempotent methods). Every try stays within the fetch's one deadline.
         retries=urllib3.Retry(total=None, connect=0, read=1, status=0, other=0, redirect=MAX_REDIRECTS),
     )
-    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-    return manager
 
 
 def fetch(
@@ -236,15 +85,13 @@ def fetch(
 ) -> Page:
     """GET `url` within `total_timeout`; `hold` is the check's share of the run's memory budget,
     grown before a body passes memory.FREE_BYTES (shared/scrape/memory.py)."""
-    deadline = time.monotonic() + total_timeout
-    watch = _WATCHDOG.watch(deadline)  # the sum of all waits, headers and redirects included
-    _current.watch = watch
-    try:
-        return _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, deadline, watch,
+    ends = time.monotonic() + total_timeout
+    # urllib3's timeouts bound each socket operation, not their sum: a server trickling its TLS
+    # handshake, its headers (or a redirect's endless body, which urllib3 drains) one byte at a
+    # time would keep a fetch forever. The watch bounds the sum.
+    with watching(ends) as watch:
+        return _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, ends, watch,
                       method, body)
-    finally:
-        _current.watch = None
-        watch.close()
 
 
 def _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, deadline, watch,
@@ -258,10 +105,6 @@ def _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, 
     except (MaxRetryError, HTTPError, ValueError) as exc:
         raise _failure(exc, url, connect_timeout, total_timeout, watch.expired) from None
     clean = False  # whether the answer was read to its end, so its connection may serve another
-    if not _reusable(response) and response.connection is not None and response.status in (204, 304):
-        # Nothing of it is read, and urllib3 would pool the connection at the first read, leftover
-        # bytes and all: closed now, it is pooled closed and the next request reconnects.
-        response.connection.close()
     try:
         if not (200 <= response.status < 300 or response.status == 304):
             # 4xx/5xx, and what never carries the page: a redirect without Location, 1xx, 300. A
@@ -306,7 +149,7 @@ def _fetch(pool, url, connect_timeout, total_timeout, max_bytes, headers, hold, 
     except HTTPError as exc:  # raised while reading the body
         raise _failure(exc, url, connect_timeout, total_timeout, watch.expired) from None
     finally:
-        if not (clean and _reusable(response)) and response.connection is not None:
+        if not clean and response.connection is not None:
             response.connection.close()  # pooled as closed: the next request reconnects
         response.release_conn()
 
@@ -325,18 +168,6 @@ def _credentials(url: str) -> dict:
     if parts.password:
         log.add_secret(header["authorization"].split(" ", 1)[1])
     return header
-
-
-def _reusable(response) -> bool:
-    """Whether an answer's connection may carry the next request to its host. Not when the
-    answer may have left bytes behind (headers malformed enough to hide `Connection: close`, a
-    body after a 204 or 304): those bytes would garble a neighbouring target's answer."""
-    original = getattr(response, "_original_response", None)
-    if original is None or getattr(original.msg, "defects", None):
-        return False
-    if response.status in (204, 304):
-        return response.headers.get("Content-Length", "0").strip() in ("", "0") and "Transfer-Encoding" not in response.headers
-    return True
 
 
 def _failure(exc: Exception, url: str, connect_timeout: float, total_timeout: float,
