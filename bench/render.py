@@ -12,7 +12,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 
 CASE = r"""
 import json, resource, subprocess, sys, time, threading
@@ -61,7 +60,7 @@ def main() -> None:
             raise SystemExit(f"{case} failed: {done.stderr[-500:]}")
         rows[case] = json.loads(done.stdout.strip().splitlines()[-1])
     floor = rows["floor"]["seconds"] / args.pages
-    print(f"| renderer | pages | rendered | per page | pages per minute | vs floor | peak RSS, largest browser process |")
+    print("| renderer | pages | rendered | per page | pages per minute | vs floor | peak RSS, largest browser process |")
     print("|---|---|---|---|---|---|---|")
     names = {"floor": "bare `chromium --dump-dom` (floor)", "local": "local Chromium (render.py)",
              "service": "BROWSER_URL (devtools/renderer.py)"}

@@ -79,7 +79,7 @@ def main() -> None:
             jobs = Path(work) / "jobs.toml"
             jobs.write_text("".join(f'[[scrape]]\nname = "page{i}"\nurl = "http://127.0.0.1:{server.server_port}/p{i}"\n'
                                     for i in range(args.pages)))
-            print(f"| case | wall | peak RSS | outcomes |\n|---|---|---|---|")
+            print("| case | wall | peak RSS | outcomes |\n|---|---|---|---|")
             for label in ("first run (all new)", "second run (all changed)"):
                 wall, peak, outcomes = run(jobs, database_url, args.concurrency)
                 print(f"| {args.pages} pages of {args.mb:g} MB ({args.text}), {label} | {wall:.1f} s | {peak:.0f} MB | {outcomes} |",

@@ -20,6 +20,7 @@ from shared.app import config, entry, events
 from shared.app.kinds import KINDS
 from shared.core import errors, keys, log
 from shared.core.kind import Kind
+from shared.core.report import Chart, Column, Section, Tables, View, Window
 from shared.core.result import Result, exit_code
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,8 +257,23 @@ def _ping_run(jobs, run):
     return [Result(job.name, "ok", f"pinged {job.target}") for job in jobs]
 
 
+def _ping_report(con, window: Window) -> Section:
+    """Its section of the history report: a line per job of the jobs file (a real kind reads its
+    own tables, through its store.py)."""
+    (answered,) = con.run("SELECT 'answered'")[0]
+    views = [View(kind="ping", css="ping", name=name, subtitle="ping job", link=None, every=every, error_streak=0,
+                  last_error=None, failed_word="failed ping", quiet=f"the database {answered}", quiet_ok=True,
+                  facts=[f"the database {answered}"], meta=[f"the database {answered}"],
+                  timeline=window.timeline(("pings",)), chart=Chart(stack=(("pings", "#81c784", "pings"),),
+                                                                    tooltip=(("pings", "pings"),)),
+                  interval=window.interval(name), columns=[Column("pings", 6)], days=[], total=["0"], periods=[],
+                  days_words="no pings kept")
+             for name, every in window.schedules.items()]
+    return Section(views, views, Tables({"ping_rows": 0}, records=["no pings recorded"]))
+
+
 PING = Kind(name="ping", job=PingJob, command="ping", summary="Ping things", default_every="1h", timeout=60,
-            memory=128, run=_ping_run)
+            memory=128, run=_ping_run, report=_ping_report)
 
 
 @pytest.fixture
@@ -267,8 +283,8 @@ def third_kind(monkeypatch):
     return PING
 
 
-def test_a_third_kind_is_picked_up_by_config_the_entry_adapter_the_plan_and_heroku(third_kind, tmp_path,
-                                                                                     monkeypatch, capsys):
+def test_a_third_kind_is_picked_up_by_config_the_entry_adapter_the_plan_heroku_and_the_report(
+        third_kind, database_url, tmp_path, monkeypatch, capsys):
     path = tmp_path / "jobs.toml"
     path.write_text('[[scrape]]\nname = "page"\nurl = "http://127.0.0.1:1/"\n\n'
                     '[[ping]]\nname = "hello"\ntarget = "world"\nat = ":30"\n')
@@ -289,3 +305,12 @@ def test_a_third_kind_is_picked_up_by_config_the_entry_adapter_the_plan_and_hero
     # the Heroku Scheduler entries
     assert heroku_schedule.main() == 0
     assert "Every hour at :30            python -m functions.ping --every 1h --at :30" in capsys.readouterr().out
+    # the history report: its section, in the text and on the page, and its tables' account
+    from functions import report as report_fn
+
+    page = tmp_path / "report.html"
+    assert report_fn.main(["--days", "2", "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert "hello  ping job  every 1h\n  the database answered\n" in out
+    assert "ping_rows 0" in out and "; no pings recorded" in out
+    assert 'data-ping="hello"' in page.read_text() and 'href="#ping0"' in page.read_text()

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # fails should its shape change).
 PUBLIC = {"_replace", "_asdict", "_fields", "_make", "_parser"}
 SOURCES = sorted(p for folder in ("shared", "functions", "devtools", "bench", "infra")
-                 for p in (ROOT / folder).rglob("*.py"))
+                 for p in (ROOT / folder).rglob("*.py")
+                 if not any(part.startswith(".") for part in p.relative_to(ROOT).parts))  # not a bench's venv
 
 
 def private(name: str) -> bool:

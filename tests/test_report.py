@@ -23,6 +23,8 @@ from functions import scrape as scrape_fn
 from shared.app import schema
 from shared.app.report import model as report
 from shared.app.report import render
+from shared.core import text
+from shared.scrape import report as scrape_report
 from shared.refresh import store as refresh_history
 from shared.scrape import store
 from tests.seed import BREAKDOWN as SEED_BREAKDOWN
@@ -76,7 +78,7 @@ def test_per_day_checks_changes_errors_and_missed_runs(db):
     build_seed_like_history(db)
     now = at(7, 0, 5)
     result = report.build(db, {("scrape", "agenda"): "10m"}, now=now, days=4)
-    [target] = result.targets
+    [target] = result.items("scrape")
     days = [(d.day.isoformat(), d.checks, d.changes, d.errors, d.missed) for d in target.days]
     assert days == [
         ("2016-04-04", 87, 0, 0, 0),
@@ -102,7 +104,7 @@ def test_per_day_checks_changes_errors_and_missed_runs(db):
 def test_a_stopped_watcher_shows_as_an_open_gap(db):
     build_seed_like_history(db)
     result = report.build(db, {("scrape", "agenda"): "10m"}, now=at(7, 6, 0), days=2)
-    [target] = result.targets
+    [target] = result.items("scrape")
     assert [d.missed for d in target.days] == [5, 36 - 1]  # 00:00-05:50 on 04-07 = 36 slots, 05:50 still due
     assert target.gaps[-1].open and target.gaps[-1].missed == 37
     assert "no run since 2016-04-06 23:50 UTC: 37 runs missed" in render.text(result)
@@ -183,7 +185,7 @@ def test_counts_and_gaps_agree_with_every_check_one_by_one(db, monkeypatch, days
     time, the numbers are the same, whatever day the window starts (segments cut short here,
     7 check times, so that windows start inside segments and flipping versions overlap)."""
     monkeypatch.setattr(store, "SEGMENT_SIZE", 7)
-    monkeypatch.setattr(report, "SHOWN_GAPS", 3)
+    monkeypatch.setattr("shared.core.report.SHOWN_GAPS", 3)
     build_random_history(db)
     overlapping = db.run("""SELECT count(*) FROM scrape_seen a JOIN scrape_seen b ON a.content_id < b.content_id
                             JOIN scrape_contents ca ON ca.id = a.content_id JOIN scrape_contents cb ON cb.id = b.content_id
@@ -193,7 +195,7 @@ def test_counts_and_gaps_agree_with_every_check_one_by_one(db, monkeypatch, days
     now = at(7, 0, 7)
     result = report.build(db, {("scrape", "flaky"): "10m", ("scrape", "hourly"): "1h"}, now=now, days=days)
     text = render.text(result)
-    for target, interval in zip(result.targets, (600, 3600)):
+    for target, interval in zip(result.items("scrape"), (600, 3600)):
         rows, gaps, stopped = reference(db, target.name, interval, result.since, now)
         assert [(d.day.isoformat(), d.checks, d.changes, d.errors, d.missed) for d in target.days] == rows
         assert [(g.start, g.end, g.missed, g.open) for g in target.gaps] == gaps[-3:] + stopped
@@ -201,7 +203,7 @@ def test_counts_and_gaps_agree_with_every_check_one_by_one(db, monkeypatch, days
         if target.earlier_gaps:
             assert f"  {target.earlier_gaps} earlier gaps in the window, not listed" in text
     if days > 1:  # the window of 04-07 alone has no check yet
-        assert sum(d.changes for d in result.targets[0].days) > 20 and result.targets[0].earlier_gaps > 0
+        assert sum(d.changes for d in result.items("scrape")[0].days) > 20 and result.items("scrape")[0].earlier_gaps > 0
 
 
 def test_a_window_starting_between_two_segments_of_one_content(db, monkeypatch):
@@ -213,9 +215,9 @@ def test_a_window_starting_between_two_segments_of_one_content(db, monkeypatch):
         store.record_check(db, "t", "http://127.0.0.1/t", "B" if moment < at(5, 12, 0) else "A", moment)
     assert db.run("SELECT s.seen_at[cardinality(s.seen_at)] FROM scrape_seen s JOIN scrape_contents c"
                   " ON c.id = s.content_id WHERE c.body = 'A' AND s.segment = 8")[0][0] == at(5, 23, 50)
-    [target] = report.build(db, {("scrape", "t"): "10m"}, now=at(6, 12, 5), days=1).targets
+    [target] = report.build(db, {("scrape", "t"): "10m"}, now=at(6, 12, 5), days=1).items("scrape")
     assert [(d.day.isoformat(), d.checks, d.changes) for d in target.days] == [("2016-04-06", 72, 0)]
-    [target] = report.build(db, {("scrape", "t"): "10m"}, now=at(6, 12, 5), days=2).targets
+    [target] = report.build(db, {("scrape", "t"): "10m"}, now=at(6, 12, 5), days=2).items("scrape")
     assert [(d.day.isoformat(), d.checks, d.changes) for d in target.days] == [("2016-04-05", 144, 1),
                                                                                ("2016-04-06", 72, 0)]
 
@@ -226,19 +228,19 @@ def test_versions_and_their_diffs_are_bounded(db, monkeypatch):
     for day in range(4, 10):  # a new version every day: each one rewrites a few lines more
         body = "\n".join(f"line {i} (day {day})" if i % (day - 2) == 0 else f"line {i}" for i in range(200))
         store.record_check(db, "agenda", "http://127.0.0.1/a", page if day == 4 else body, at(day, 12, 0))
-    store.record_check(db, "agenda", "http://127.0.0.1/a", "x" * (report.VERSION_CHARS + 50), at(10, 12, 0))
-    [target] = report.build(db, {}, now=at(10, 13, 0), days=7).targets
-    assert target.contents == 7 and len(target.versions) == report.VERSIONS == 4
+    store.record_check(db, "agenda", "http://127.0.0.1/a", "x" * (scrape_report.VERSION_CHARS + 50), at(10, 12, 0))
+    [target] = report.build(db, {}, now=at(10, 13, 0), days=7).items("scrape")
+    assert target.contents == 7 and len(target.versions) == scrape_report.VERSIONS == 4
     newest, second = target.versions[:2]
-    assert (newest.last_seen, newest.checks, newest.size) == (at(10, 12, 0), 1, report.VERSION_CHARS + 50)
+    assert (newest.last_seen, newest.checks, newest.size) == (at(10, 12, 0), 1, scrape_report.VERSION_CHARS + 50)
     assert newest.truncated and not second.truncated
-    assert second.first_seen == at(9, 12, 0) and second.diff_cut > 0 and len(second.diff) == report.DIFF_LINES
+    assert second.first_seen == at(9, 12, 0) and second.diff_cut > 0 and len(second.diff) == scrape_report.DIFF_LINES
     assert second.diff[0].startswith("@@ ") and "+line 0 (day 9)" in second.diff and "-line 0 (day 8)" in second.diff
-    assert all(len(line) <= report.DIFF_LINE_CHARS for line in newest.diff)  # one line of 32,000 characters, cut
+    assert all(len(line) <= scrape_report.DIFF_LINE_CHARS for line in newest.diff)  # one line of 32,000 characters, cut
     assert target.versions[-1].diff is not None  # the oldest shown is compared with the one before it too
     page = render.html(report.build(db, {}, now=at(10, 13, 0), days=7))
     assert "4 newest of 7 versions" in page and f"… {second.diff_cut} more lines" in page
-    assert f"(on the first {report.VERSION_CHARS:,} characters)" in page
+    assert f"(on the first {scrape_report.VERSION_CHARS:,} characters)" in page
 
 
 def test_summary_and_forecast(db, monkeypatch):
@@ -263,7 +265,7 @@ def test_summary_and_forecast(db, monkeypatch):
     assert db_info.growth_per_day == pytest.approx(sizes / db_info.growth_days)
     assert db_info.days_left == pytest.approx((64 * 2**20 - db_info.size_bytes) / db_info.growth_per_day)
     lines = render.text(result).splitlines()
-    assert f"  growth: {render._size(db_info.growth_per_day)} a day (over the last 2.6 days), " \
+    assert f"  growth: {text.size(db_info.growth_per_day)} a day (over the last 2.6 days), " \
            f"{db_info.days_left:,.0f} days left before DB_PLAN_LIMIT_MB" in lines
 
     # Problems first, the worst first: failing, stopped, missed runs; then the healthy.
@@ -314,8 +316,8 @@ def build_refresh_history(con):
 def test_refresh_runs_failures_missed_runs_and_durations_per_day(db):
     build_refresh_history(db)
     result = report.build(db, {("refresh", "bikeways"): "1d"}, now=at(8, 12, 0), days=5)
-    assert result.targets == []
-    bikeways, manual = result.refreshes
+    assert result.items("scrape") == []
+    bikeways, manual = result.items("refresh")
     days = [(d.day.isoformat(), d.runs, d.errors, d.missed, d.median_seconds, d.longest_seconds)
             for d in bikeways.days]
     assert days == [
@@ -336,7 +338,7 @@ def test_refresh_runs_failures_missed_runs_and_durations_per_day(db):
         [("2016-04-07", 1, None, 2), ("2016-04-08", 1, None, None)]
     assert (manual.last_run.outcome, manual.last_run.seconds, manual.gaps, manual.missed) == ("running", None, [], 0)
     # A cron job has no `every`: the same.
-    cron = report.build(db, {("refresh", "bikeways"): None}, now=at(8, 12, 0), days=5).refreshes[0]
+    cron = report.build(db, {("refresh", "bikeways"): None}, now=at(8, 12, 0), days=5).items("refresh")[0]
     assert [d.missed for d in cron.days] == [None] * 4 and cron.gaps == []  # and no row for 04-06
 
     text = render.text(result)
@@ -364,7 +366,7 @@ def test_refresh_runs_failures_missed_runs_and_durations_per_day(db):
 def test_a_stopped_refresh_job_shows_as_an_open_gap(db):
     build_refresh_history(db)
     result = report.build(db, {("refresh", "bikeways"): "1d"}, now=at(11, 12, 0), days=3)
-    bikeways = next(job for job in result.refreshes if job.name == "bikeways")
+    bikeways = next(job for job in result.items("refresh") if job.name == "bikeways")
     assert [(d.day.isoformat(), d.runs, d.missed) for d in bikeways.days] == \
         [("2016-04-09", 0, 1), ("2016-04-10", 0, 1), ("2016-04-11", 0, 0)]  # 04-11's run may still come
     assert not any(map(any, bikeways.timeline.series.values()))  # no run in the window's buckets
@@ -549,7 +551,7 @@ def test_html_page_renders_in_chromium_without_console_errors(db, tmp_path):
     assert console == []
     assert 'data-ready="yes"' in dom  # the page's script ran to its end
     for name in ("agenda", "minutes &amp; &lt;notes&gt;"):
-        section = re.search(rf'<section class="target[^"]*" id="t\d+" data-target="{re.escape(name)}">(.*?)</section>',
+        section = re.search(rf'<section class="target[^"]*" id="target\d+" data-target="{re.escape(name)}">(.*?)</section>',
                             dom, re.S)
         assert section, f"no section for {name}"
         assert "<svg" in section.group(1)
@@ -567,7 +569,7 @@ def test_html_page_renders_in_chromium_without_console_errors(db, tmp_path):
     assert "6 failed checks in a row: timed out" in minutes and 'class="gaps"' in minutes  # stopped at 12:00
     assert "1 newest of 1 version" in minutes and "the oldest version kept" in minutes
 
-    nightly = re.search(r'<section class="refresh" id="r\d+" data-refresh="nightly &lt;sql&gt;">(.*?)</section>',
+    nightly = re.search(r'<section class="refresh" id="refresh\d+" data-refresh="nightly &lt;sql&gt;">(.*?)</section>',
                         dom, re.S)
     assert nightly, "no section for the failing refresh job"
     nightly = nightly.group(1)
@@ -575,17 +577,17 @@ def test_html_page_renders_in_chromium_without_console_errors(db, tmp_path):
                                                               "columns": 3 * 48 + 1}
     assert "2 failed runs in a row: HTTP 500 &amp; &lt;oops&gt;" in nightly
     assert "last success 2016-04-04 04:00 UTC" in nightly and "failed after 1 min 35 s" in nightly
-    assert "3 runs, 2\n failed, 0 missed; median 30.0 s, longest 1 min 35 s" in nightly
+    assert "3 runs, 2 failed, 0 missed; median 30.0 s, longest 1 min 35 s" in nightly
     assert "<td>2016-04-06</td><td>1</td><td>1</td><td>0</td><td>1 min 35 s</td><td>1 min 35 s</td>" in nightly
-    healthy = re.search(r'<section class="refresh healthy" id="r\d+" data-refresh="healthy">(.*?)</section>', dom, re.S)
+    healthy = re.search(r'<section class="refresh healthy" id="refresh\d+" data-refresh="healthy">(.*?)</section>', dom, re.S)
     assert healthy and timeline_counts(healthy.group(1))["succeeded"] == 3
 
     # The summary on top: what is failing first, then what missed runs, then the healthy.
     summary = re.search(r'<section id="summary">(.*?)</section>', dom, re.S).group(1)
     assert "Summary: 2 failing, 1 missed, 1 ok" in summary
     assert re.findall(r'<tr class="(\w+)"><td class="state \w+">\w+</td><td><a href="#(\w+)">([^<]*)</a>', summary) == [
-        ("failing", "t1", "minutes &amp; &lt;notes&gt;"), ("failing", "r1", "nightly &lt;sql&gt;"),
-        ("missed", "t0", "agenda"), ("ok", "r0", "healthy")]
+        ("failing", "target1", "minutes &amp; &lt;notes&gt;"), ("failing", "refresh1", "nightly &lt;sql&gt;"),
+        ("missed", "target0", "agenda"), ("ok", "refresh0", "healthy")]
 
     # "Only problems" hides the healthy refresh job, and only it (every target here has a problem).
     clicked = with_script(page, tmp_path, "clicked.html", """

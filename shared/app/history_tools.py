@@ -1,8 +1,8 @@
 """Looking at the history: `python -m functions.history list | show | diff | test | delete | prune`.
 
 A target's versions are its distinct contents, numbered from 1 in the order they were first
-seen (after a prune, from the oldest kept). All SQL of these tools is here (prune's is in
-store.py, where a run calls it), all of it read-only but DELETE_* and prune.
+seen (after a prune, from the oldest kept). The SQL is in each kind's store.py (HISTORY_*, and
+prune, which a run calls too), all of it read-only but the deletes and prune.
 """
 
 import os
@@ -16,6 +16,7 @@ from shared.core.db import transaction
 from shared.core.errors import ConfigError, WorkFailed
 from shared.core.text import one_line, plural
 from shared.notify import diff
+from shared.refresh import store as refresh_store
 from shared.scrape import content, fetch, filters, request, store
 from shared.scrape.job import ScrapeJob
 
@@ -61,60 +62,14 @@ def run(command: str, options: dict) -> int:
 
 # --- list ---------------------------------------------------------------------------------
 
-# Per target: checks, changes, versions, first and last check, error streak, stored bytes
-# (bodies, check-time arrays and error messages as stored). Changes are checks whose content
-# differs from the check before. When a target's versions follow one another in time (each
-# first seen after every earlier one was last seen), that is its versions less one, read from
-# scrape_contents alone; only targets whose versions interleave (a page flipping between two
-# contents) have their check times read one by one.
-LIST_TARGETS = """
-WITH c AS (
-    SELECT target_id, id, first_seen, last_seen, checks, pg_column_size(body) AS bytes,
-           max(last_seen) OVER (PARTITION BY target_id ORDER BY first_seen, id
-                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
-    FROM scrape_contents
-), per AS (
-    SELECT target_id, count(*) AS versions, sum(checks) AS checks, min(first_seen) AS first,
-           sum(bytes) AS bytes, bool_and(before IS NULL OR before < first_seen) AS in_turn
-    FROM c GROUP BY target_id
-), interleaved AS (
-    SELECT target_id, count(*) FILTER (WHERE previous <> content_id) AS changes
-    FROM (SELECT c.target_id, c.id AS content_id, lag(c.id) OVER (PARTITION BY c.target_id ORDER BY ts, c.id) AS previous
-          FROM per JOIN scrape_contents c USING (target_id) JOIN scrape_seen s ON s.content_id = c.id,
-               unnest(s.seen_at) AS ts
-          WHERE NOT per.in_turn) AS checks
-    GROUP BY target_id
-), seen AS (
-    SELECT c.target_id, sum(pg_column_size(s.seen_at)) AS bytes
-    FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id GROUP BY c.target_id
-), errors AS (
-    SELECT target_id, min(at) AS first, sum(pg_column_size(error)) AS bytes FROM scrape_errors GROUP BY target_id
-)
-SELECT t.name, coalesce(per.checks, 0), CASE WHEN per.in_turn THEN per.versions - 1 ELSE interleaved.changes END,
-       least(per.first, errors.first), greatest(t.last_ok_at, t.last_error_at), t.error_streak,
-       coalesce(per.bytes, 0) + coalesce(seen.bytes, 0) + coalesce(errors.bytes, 0)
-FROM scrape_targets t LEFT JOIN per ON per.target_id = t.id LEFT JOIN interleaved ON interleaved.target_id = t.id
-     LEFT JOIN seen ON seen.target_id = t.id LEFT JOIN errors ON errors.target_id = t.id
-ORDER BY t.name
-"""
-
-# Per refresh job (shared/refresh/store.py's tables): runs, first and last, failure streak,
-# stored bytes.
-LIST_REFRESH = """
-SELECT j.name, count(r.id), min(r.started_at), max(r.started_at), j.error_streak, coalesce(sum(pg_column_size(r.*)), 0)
-FROM refresh_jobs j LEFT JOIN refresh_runs r ON r.job_id = j.id
-GROUP BY j.id ORDER BY j.name
-"""
-
-
 def list_text(con) -> str:
     rows = [("kind", "name", "checks", "changes", "first check (UTC)", "last check (UTC)", "failing", "stored")]
     total = 0
-    for name, checks, changes, first, last, streak, size in con.run(LIST_TARGETS):
+    for name, checks, changes, first, last, streak, size in store.history_list(con):
         rows.append(("scrape", name, f"{checks:,}", f"{changes or 0:,}", _minute(first), _minute(last),
                      f"{streak:,}", _size(size)))
         total += size
-    for name, runs, first, last, streak, size in con.run(LIST_REFRESH):
+    for name, runs, first, last, streak, size in refresh_store.history_list(con):
         rows.append(("refresh", name, f"{runs:,}", "-", _minute(first), _minute(last), f"{streak:,}", _size(size)))
         total += size
     if len(rows) == 1:
@@ -139,26 +94,13 @@ class Version:
         return f"first seen {_second(self.first)}, last seen {_second(self.last)} UTC, {plural(self.checks, 'check')}"
 
 
-# A target's versions, oldest first, and its row's facts.
-TARGET = """
-SELECT id, url, last_content_id, error_streak, last_error, last_error_at FROM scrape_targets WHERE name = :name
-"""
-VERSIONS = """
-SELECT row_number() OVER (ORDER BY first_seen, id), id, first_seen, last_seen, checks, pg_column_size(body),
-       length(body), id = :current
-FROM scrape_contents WHERE target_id = :target ORDER BY first_seen, id
-"""
-BODY = "SELECT body FROM scrape_contents WHERE id = :id"
-
-
 def _target(con, name: str) -> tuple[tuple, list[Version]]:
-    rows = con.run(TARGET, name=name)
-    if not rows:
-        known = [row[0] for row in con.run("SELECT name FROM scrape_targets ORDER BY name LIMIT 11")]
+    target = store.history_target(con, name)
+    if target is None:
+        known = store.target_names(con, limit=11)
         listed = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "")
         raise ConfigError(f"no target named {name!r} in the history (known: {listed or 'none'})")
-    target = tuple(rows[0])
-    return target, [Version(*row) for row in con.run(VERSIONS, target=target[0], current=target[2])]
+    return target, [Version(*row) for row in store.history_versions(con, target[0], target[2])]
 
 
 def show_text(con, name: str, number: int | None = None) -> str:
@@ -166,7 +108,7 @@ def show_text(con, name: str, number: int | None = None) -> str:
     (_, url, _, streak, error, error_at), versions = _target(con, name)
     if number is not None:
         version = _pick(name, versions, number)
-        return con.run(BODY, id=version.content_id)[0][0] + "\n"
+        return store.history_body(con, version.content_id) + "\n"
     lines = [f"{name}: {one_line(url)}"]
     if versions:
         checks = sum(v.checks for v in versions)
@@ -198,7 +140,7 @@ def diff_text(con, name: str, a: int | None = None, b: int | None = None) -> str
         after = _pick(name, versions, b) if b is not None else current
     if before is after:
         raise ConfigError(f"version {before.number} compared with itself: give two versions")
-    old, new = (con.run(BODY, id=v.content_id)[0][0] for v in (before, after))
+    old, new = (store.history_body(con, v.content_id) for v in (before, after))
     header = [f"--- {name} version {before.number} ({before.span()})",
               f"+++ {name} version {after.number} ({after.span()})"]
     return "\n".join(header + diff.hunks(old, new, CONTEXT_LINES)) + "\n"
@@ -242,14 +184,12 @@ def test(job: ScrapeJob) -> tuple[str, int]:
         return "\n".join(lines + ["(no DATABASE_URL: nothing to compare with)"]) + "\n", 0
     with db.connection() as con:
         schema.ensure(con)
-        rows = con.run(TARGET, name=job.name)
-        versions = [Version(*r) for r in con.run(VERSIONS, target=rows[0][0], current=rows[0][2])] if rows else []
+        target = store.history_target(con, job.name)
+        versions = [Version(*r) for r in store.history_versions(con, target[0], target[2])] if target else []
         current = next((v for v in versions if v.current), None)
         if current is None:
             return "\n".join(lines + [f"{job.name} has no stored version: the check would be new"]) + "\n", 0
-        stored, fingerprint = con.run(
-            "SELECT c.body, t.filters FROM scrape_contents c JOIN scrape_targets t ON t.id = c.target_id"
-            " WHERE c.id = :id", id=current.content_id)[0]
+        stored, fingerprint = store.history_body_and_filters(con, current.content_id)
     if stored == body:
         return "\n".join(lines + [f"unchanged: the same as version {current.number}, the current one"]) + "\n", 0
     note = "" if fingerprint == filters.fingerprint(job) else \
@@ -261,47 +201,28 @@ def test(job: ScrapeJob) -> tuple[str, int]:
 
 # --- delete, prune --------------------------------------------------------------------------
 
-# What deleting a target frees: versions, check times, failed checks, stored bytes.
-TARGET_SIZE = """
-SELECT (SELECT count(*) FROM scrape_contents WHERE target_id = :id),
-       (SELECT coalesce(sum(checks), 0) FROM scrape_contents WHERE target_id = :id),
-       (SELECT count(*) FROM scrape_errors WHERE target_id = :id),
-       (SELECT coalesce(sum(pg_column_size(body)), 0) FROM scrape_contents WHERE target_id = :id)
-     + (SELECT coalesce(sum(pg_column_size(s.seen_at)), 0)
-        FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id WHERE c.target_id = :id)
-     + (SELECT coalesce(sum(pg_column_size(error)), 0) FROM scrape_errors WHERE target_id = :id)
-"""
-REFRESH_SIZE = """
-SELECT j.id, count(r.id), coalesce(sum(pg_column_size(r.*)), 0)
-FROM refresh_jobs j LEFT JOIN refresh_runs r ON r.job_id = j.id WHERE j.name = :name GROUP BY j.id
-"""
-# The target's row, locked as a run locks it; its contents, check times and errors go with it.
-DELETE_TARGET = "DELETE FROM scrape_targets WHERE id = (SELECT id FROM scrape_targets WHERE name = :name FOR UPDATE)"
-DELETE_REFRESH = "DELETE FROM refresh_jobs WHERE name = :name"
-
-
 def delete(con, name: str, yes: bool, kind: str | None = None) -> str:
     """Delete a scrape target's (or a refresh job's) whole history, in one transaction."""
     with transaction(con):
-        target = con.run("SELECT id FROM scrape_targets WHERE name = :name", name=name) if kind != "refresh" else []
-        refresh = con.run(REFRESH_SIZE, name=name) if kind != "scrape" else []
-        if target and refresh:
+        target = store.target_id(con, name) if kind != "refresh" else None
+        refresh = refresh_store.history_size(con, name) if kind != "scrape" else None
+        if target is not None and refresh is not None:
             raise ConfigError(f"{name} is a scrape target and a refresh job: say which with --kind scrape or --kind refresh")
-        if target:
-            versions, times, errors, size = con.run(TARGET_SIZE, id=target[0][0])[0]
+        if target is not None:
+            versions, times, errors, size = store.history_size(con, target)
             what = (f"{plural(versions, 'version')}, {plural(times, 'check time')}, {plural(errors, 'failed check')},"
                     f" {_size(size)}")
             if not yes:
                 raise ConfigError(f"delete {name} drops its whole history ({what}): add --yes")
-            con.run(DELETE_TARGET, name=name)
+            store.delete_target(con, name)
             return (f"deleted {name}: {what}; a job of that name in the jobs file starts a new history"
                     " at its next check\n")
-        if refresh:
-            _, runs, size = refresh[0]
+        if refresh is not None:
+            runs, size = refresh
             what = f"{plural(runs, 'run')}, {_size(size)}"
             if not yes:
                 raise ConfigError(f"delete {name} drops the refresh job's whole history ({what}): add --yes")
-            con.run(DELETE_REFRESH, name=name)
+            refresh_store.delete_job(con, name)
             return f"deleted refresh job {name}: {what}\n"
     kinds = {"scrape": "no scrape target", "refresh": "no refresh job"}.get(kind, "no scrape target or refresh job")
     raise ConfigError(f"{kinds} named {name!r} in the history")
@@ -309,7 +230,7 @@ def delete(con, name: str, yes: bool, kind: str | None = None) -> str:
 
 def prune(con, days: int, names: list[str] | None = None) -> str:
     """store.prune with the same number of days for the named targets (default: all), exactly."""
-    known = [row[0] for row in con.run("SELECT name FROM scrape_targets ORDER BY name")]
+    known = store.target_names(con)
     if names:
         missing = [n for n in dict.fromkeys(names) if n not in known]
         if missing:

@@ -130,3 +130,12 @@ def overdue(con) -> list[tuple[str, str, datetime]]:
     """(kind, name, overdue since) of every job overdue now, for the report."""
     return [tuple(row) for row in con.run(
         "SELECT kind, name, overdue_since FROM job_watch WHERE overdue_since IS NOT NULL ORDER BY overdue_since")]
+
+
+def has_monitor_tables(con) -> bool:
+    """Whether the monitor's tables exist yet (a report may read a database no run has prepared)."""
+    return con.run("SELECT to_regclass('job_watch') IS NOT NULL AND to_regclass('notification_failures') IS NOT NULL")[0][0]
+
+
+def database_size(con) -> int:
+    return con.run("SELECT pg_database_size(current_database())")[0][0]

@@ -60,7 +60,8 @@ class Kind:
     from_environment: Callable[[], dict | None] | None = None  # a job from variables, without a file
     environment_keys: Mapping[str, str] = field(default_factory=dict)  # variable -> key, for messages
     options: tuple[Option, ...] = ()  # command-line options its run takes
-    report: Callable | None = None  # its section of the history report: (con, Period) -> section
+    # Its section of the history report: (con, shared.core.report.Window) -> Section.
+    report: Callable | None = None
     # When each named job last ran, from its kind's tables: (con, names) -> {name: datetime}; the
     # entry adapter's overdue check reads every kind's through it.
     last_runs: Callable[[object, list], dict] | None = None

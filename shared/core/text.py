@@ -32,3 +32,30 @@ def one_line(text, limit: int | None = DEFAULT_LIMIT) -> str:
 def plural(count: int, word: str, words: str | None = None) -> str:
     """'1 run', '2 runs', '1,024 check times': a count and its noun, in the number it takes."""
     return f"{count:,} {word if count == 1 else words or word + 's'}"
+
+
+def when(moment) -> str:
+    """A moment as the report and the tools show it: '2026-03-01 08:00 UTC', or 'never'."""
+    from datetime import timezone
+
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if moment else "never"
+
+
+def size(n: float) -> str:
+    """Bytes as '512 B', '1.5 kB', '3.2 MB', '1.0 GB'."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as '4.2 s', '3 min 05 s', '2 h 07 min' ('' for None)."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"

@@ -12,6 +12,12 @@ def _run(jobs: list[RefreshJob], run: Run):
     return refresh.run(jobs, run_key=run.run_key, deadline=run.deadline, prepare=run.prepare)
 
 
+def _report(con, window):
+    from shared.refresh import report
+
+    return report.section(con, window)
+
+
 KIND = Kind(
     name="refresh", job=RefreshJob, command="carto_refresh",
     summary="Run refresh statements on CARTO or PostgreSQL",
@@ -19,6 +25,6 @@ KIND = Kind(
     default_every=DEFAULT_EVERY, timeout=900, memory=256,
     run=_run,
     migrations=tuple(Migration(version, sql) for version, sql in enumerate(store.MIGRATIONS, store.FIRST_VERSION)),
-    privileges=store.PRIVILEGES, last_runs=store.last_runs,
+    privileges=store.PRIVILEGES, last_runs=store.last_runs, report=_report,
     from_environment=table_from_environment, environment_keys=ENV_KEYS,
 )

@@ -118,3 +118,123 @@ def last_runs(con, names: list[str]) -> dict:
         WHERE j.name = ANY(CAST(:names AS text[])) GROUP BY j.name
     """, names=names)
     return {name: at for name, at in rows}
+
+
+# --- the history report (shared/refresh/report.py reads its section through these) -----------
+
+# Per refresh job: its streak and last outcomes, its count of runs, its first run (the schedule's
+# slots count from there) and its latest run, which may be older than the window (a stopped
+# job's "no run since"). The index on (job_id, started_at) serves both lookups.
+REPORT_JOBS = """
+SELECT j.id, j.name, j.error_streak, j.last_ok_at, j.last_error, j.last_error_at, n.runs, n.first,
+       last.started_at, last.outcome, extract(epoch FROM last.ended_at - last.started_at)::float8, last.error
+FROM refresh_jobs j
+CROSS JOIN LATERAL (SELECT count(*), min(started_at) FROM refresh_runs WHERE job_id = j.id) AS n(runs, first)
+LEFT JOIN LATERAL (SELECT * FROM refresh_runs WHERE job_id = j.id ORDER BY started_at DESC LIMIT 1) AS last ON true
+ORDER BY j.name
+"""
+
+# The window's runs per job and UTC day: runs, failed runs, and the finished runs' median and
+# longest duration (unfinished ones have no duration: aggregates skip NULLs). The grouping sets
+# add each job's rows per period of :period days from :since (day NULL) and its whole-window
+# row (day and period NULL).
+REPORT_DAYS = """
+WITH runs AS (
+    SELECT job_id, (started_at AT TIME ZONE 'UTC')::date AS day, outcome,
+           floor(extract(epoch FROM started_at - :since) / (86400 * :period))::int AS period,
+           extract(epoch FROM ended_at - started_at)::float8 AS seconds
+    FROM refresh_runs WHERE started_at >= :since
+)
+SELECT job_id, day, period, count(*), count(*) FILTER (WHERE outcome = 'error'),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds), max(seconds)
+FROM runs GROUP BY GROUPING SETS ((job_id, day), (job_id, period), (job_id)) ORDER BY job_id, day, period
+"""
+
+# Runs per job and bucket, by outcome.
+REPORT_BUCKETS = """
+SELECT job_id, floor(extract(epoch FROM started_at - :since) / :bucket)::int AS k,
+       count(*) FILTER (WHERE outcome = 'ok'), count(*) FILTER (WHERE outcome = 'error'),
+       count(*) FILTER (WHERE outcome NOT IN ('ok', 'error'))
+FROM refresh_runs WHERE started_at >= :since GROUP BY job_id, k
+"""
+
+# Gaps between a job's runs in the window longer than its limit (:limits, JSON: name ->
+# seconds): each job's newest :keep gaps and its count.
+REPORT_GAPS = """
+WITH limits AS (
+    SELECT j.id AS job_id, make_interval(secs => CAST(l.value AS float8)) AS gap
+    FROM json_each_text(CAST(:limits AS json)) AS l JOIN refresh_jobs j ON j.name = l.key
+), pauses AS (
+    SELECT r.job_id, l.gap, r.started_at, lag(r.started_at) OVER (PARTITION BY r.job_id ORDER BY r.started_at) AS before
+    FROM refresh_runs r JOIN limits l USING (job_id) WHERE r.started_at >= :since
+), gaps AS (
+    SELECT job_id, before, started_at, count(*) OVER (PARTITION BY job_id) AS gaps,
+           row_number() OVER (PARTITION BY job_id ORDER BY started_at DESC) AS newer
+    FROM pauses WHERE started_at - before > gap
+)
+SELECT job_id, before, started_at, gaps FROM gaps WHERE newer <= :keep ORDER BY job_id, started_at
+"""
+
+# The refresh tables' part of the database's account: rows, and refresh_runs' growth since
+# :since (its size times the share of its rows from then); when its history began.
+REPORT_TABLES = """
+WITH runs AS (
+    SELECT count(*) AS n, CAST(count(*) FILTER (WHERE started_at >= :since) AS float8) AS new, min(started_at) AS began
+    FROM refresh_runs
+)
+SELECT (SELECT count(*) FROM refresh_jobs), runs.n,
+       coalesce(pg_total_relation_size('refresh_runs') * runs.new / nullif(runs.n, 0), 0), runs.began
+FROM runs
+"""
+
+
+def report_jobs(con) -> list:
+    return con.run(REPORT_JOBS)
+
+
+def report_days(con, since: datetime, period: int) -> list:
+    return con.run(REPORT_DAYS, since=since, period=period)
+
+
+def report_buckets(con, since: datetime, bucket: int) -> list:
+    return con.run(REPORT_BUCKETS, since=since, bucket=bucket)
+
+
+def report_gaps(con, since: datetime, limits: str, keep: int) -> list:
+    return con.run(REPORT_GAPS, since=since, limits=limits, keep=keep)
+
+
+def report_tables(con, since: datetime) -> tuple:
+    """(jobs, runs, bytes grown since `since`, history's start)."""
+    return tuple(con.run(REPORT_TABLES, since=since)[0])
+
+
+# --- the history tools (shared/app/history_tools.py: list, delete) -------------------------------
+
+# Per refresh job: runs, first and last, failure streak,
+# stored bytes.
+HISTORY_LIST = """
+SELECT j.name, count(r.id), min(r.started_at), max(r.started_at), j.error_streak, coalesce(sum(pg_column_size(r.*)), 0)
+FROM refresh_jobs j LEFT JOIN refresh_runs r ON r.job_id = j.id
+GROUP BY j.id ORDER BY j.name
+"""
+HISTORY_SIZE = """
+SELECT j.id, count(r.id), coalesce(sum(pg_column_size(r.*)), 0)
+FROM refresh_jobs j LEFT JOIN refresh_runs r ON r.job_id = j.id WHERE j.name = :name GROUP BY j.id
+"""
+HISTORY_DELETE = "DELETE FROM refresh_jobs WHERE name = :name"
+
+
+def history_list(con) -> list:
+    """(name, runs, first run, last run, failure streak, stored bytes) per refresh job."""
+    return con.run(HISTORY_LIST)
+
+
+def history_size(con, name: str) -> tuple[int, int] | None:
+    """(runs, stored bytes) of refresh job `name` (None: no such job)."""
+    rows = con.run(HISTORY_SIZE, name=name)
+    return tuple(rows[0][1:]) if rows else None
+
+
+def delete_job(con, name: str) -> None:
+    con.run(HISTORY_DELETE, name=name)

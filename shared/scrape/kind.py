@@ -20,6 +20,12 @@ def _adhoc(url: str, name: str | None) -> dict:
     return scrape.adhoc_table(url, name)
 
 
+def _report(con, window):
+    from shared.scrape import report
+
+    return report.section(con, window)
+
+
 KIND = Kind(
     name="scrape", job=ScrapeJob, command="scrape",
     summary="Check web pages and keep their history",
@@ -28,6 +34,6 @@ KIND = Kind(
     run=_run, adhoc=_adhoc, shardable=True,
     migrations=tuple(Migration(version, sql) for version, sql in enumerate(store.MIGRATIONS, store.FIRST_VERSION))
     + tuple(Migration(version, sql) for version, sql in store.LATER_MIGRATIONS.items()),
-    privileges=store.PRIVILEGES, last_runs=store.last_runs,
+    privileges=store.PRIVILEGES, last_runs=store.last_runs, report=_report,
     options=(Option("--concurrency", "parallel fetches, 1-500 (default $SCRAPE_CONCURRENCY, else 48)"),),
 )

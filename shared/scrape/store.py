@@ -754,3 +754,287 @@ def point_at_last(con, target_id: int, fingerprint: str) -> tuple:
     """Point an adopted target at its newest content; (first, last) check times."""
     rows = con.run(POINT_AT_LAST, target=target_id, filters=fingerprint)
     return tuple(rows[0]) if rows else (None, None)
+
+
+# --- the history report (shared/scrape/report.py reads its section through these) ------------
+
+# Per target: its state, its contents' count, checks and first check, and the ids of its
+# newest :n + 1 contents by last check (the versions shown, and the one before the oldest).
+REPORT_TARGETS = """
+SELECT t.id, t.name, t.url, t.last_ok_at, t.last_changed_at, t.error_streak, t.last_error,
+       t.last_error_at, count(c.id), coalesce(sum(c.checks), 0), min(c.first_seen),
+       trim_array(array_agg(c.id ORDER BY c.last_seen DESC, c.id DESC) FILTER (WHERE c.id IS NOT NULL),
+                  CAST(greatest(0, count(c.id) - :n - 1) AS int))
+FROM scrape_targets t LEFT JOIN scrape_contents c ON c.target_id = t.id
+GROUP BY t.id ORDER BY t.name
+"""
+
+# Segments (the sorted check times of one content, 200 a row) that reach into the window: only
+# contents seen since :since can have one, and the primary key (content_id, segment) finds them.
+REPORT_RECENT = """
+recent AS (
+    SELECT c.target_id, s.content_id, s.segment, s.seen_at, s.seen_at[1] AS first,
+           s.seen_at[cardinality(s.seen_at)] AS last
+    FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id
+    WHERE c.last_seen >= :since
+)"""
+
+# Checks per target and bucket k (of :bucket seconds from :since): in each segment, the times
+# before a bucket's end, by binary search (width_bucket counts the sorted elements <= its operand).
+REPORT_CHECKS = f"""
+WITH {REPORT_RECENT}, counted AS MATERIALIZED (  -- materialized: the arrays stay out of the sort below
+    SELECT target_id, k, width_bucket(CAST(:since AS timestamptz) + make_interval(secs => (k + 1) * :bucket)
+                                      - interval '1 microsecond', seen_at)
+                         - width_bucket(CAST(:since AS timestamptz) + make_interval(secs => k * :bucket)
+                                        - interval '1 microsecond', seen_at) AS n
+    FROM recent, generate_series(greatest(0, floor(extract(epoch FROM first - :since) / :bucket)::int),
+                                 floor(extract(epoch FROM last - :since) / :bucket)::int) AS k
+    WHERE last >= :since
+)
+SELECT target_id, k, sum(n) FROM counted GROUP BY target_id, k
+"""
+
+# Changes per target and bucket: a check is a change when the check before it (in time, of any
+# content) saw another content. `seg`, without the arrays: the window's segments and those that
+# may hold a target's last check before it (its first in the window may be a change): the one
+# before a recent content's first in the window, and the last one of the content seen last
+# before the window. A segment is `alone` when it overlaps no other: no other content was seen
+# between its checks, and it is one piece; else (a page flipping back and forth between
+# versions) each of its checks is a piece. In time order, a piece whose content differs from
+# the piece before starts with a change.
+REPORT_CHANGES = """
+WITH seg AS (
+    SELECT target_id, content_id, segment, first, last FROM (
+        SELECT c.target_id, s.content_id, s.segment, s.seen_at[1] AS first, s.seen_at[cardinality(s.seen_at)] AS last,
+               lead(s.seen_at[cardinality(s.seen_at)]) OVER (PARTITION BY s.content_id ORDER BY s.segment) AS next_last
+        FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id
+        WHERE c.last_seen >= :since) r
+    WHERE last >= :since OR next_last >= :since
+    UNION ALL
+    SELECT c.target_id, s.content_id, s.segment, s.seen_at[1], s.seen_at[cardinality(s.seen_at)]
+    FROM (SELECT DISTINCT ON (target_id) id, target_id FROM scrape_contents
+          WHERE last_seen < :since ORDER BY target_id, last_seen DESC) c
+    CROSS JOIN LATERAL (SELECT * FROM scrape_seen WHERE content_id = c.id ORDER BY segment DESC LIMIT 1) s
+), placed AS (
+    SELECT *, coalesce(first > max(last) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), true)
+              AND coalesce(last < lead(first) OVER w, true) AS alone
+    FROM seg WINDOW w AS (PARTITION BY target_id ORDER BY first)
+), pieces AS (
+    SELECT target_id, content_id, first FROM placed WHERE alone
+    UNION ALL
+    SELECT p.target_id, p.content_id, ts FROM placed p JOIN scrape_seen s USING (content_id, segment),
+                                             unnest(s.seen_at) AS ts WHERE NOT p.alone
+)
+SELECT target_id, floor(extract(epoch FROM first - :since) / :bucket)::int AS k, count(*) FROM (
+    SELECT target_id, first, content_id <> lag(content_id) OVER (PARTITION BY target_id ORDER BY first) AS changed
+    FROM pieces) p
+WHERE changed AND first >= :since GROUP BY target_id, k
+"""
+
+# Failed checks per target and bucket; and per target (k NULL), its first in the window.
+REPORT_ERRORS = """
+SELECT target_id, floor(extract(epoch FROM at - :since) / :bucket)::int AS k, count(*),
+       CASE WHEN GROUPING(floor(extract(epoch FROM at - :since) / :bucket)::int) = 1 THEN min(at) END
+FROM scrape_errors WHERE at >= :since
+GROUP BY GROUPING SETS ((target_id, floor(extract(epoch FROM at - :since) / :bucket)::int), (target_id))
+"""
+
+# Gaps in the window: pauses between a target's runs (checks and failed checks) longer than its
+# limit (:limits, JSON: name -> seconds). Each segment is cut at the long pauses between its
+# own checks into blocks [start, finish]; a block or failure that starts more than the limit
+# after every earlier one of its target finished ends a gap (a pause inside a segment filled by
+# another content's checks is no gap). Returns each target's newest :keep gaps and its count.
+REPORT_GAPS = f"""
+WITH {REPORT_RECENT}, limits AS NOT MATERIALIZED (
+    SELECT t.id AS target_id, make_interval(secs => CAST(l.value AS float8)) AS gap
+    FROM json_each_text(CAST(:limits AS json)) AS l JOIN scrape_targets t ON t.name = l.key
+), cuts AS MATERIALIZED (  -- where blocks start: a segment's first check, and each check after a long
+                          -- pause; materialized: the arrays stay out of the sorts below
+    SELECT target_id, content_id, segment, seen_at[i] AS start, CASE WHEN i > 1 THEN seen_at[i - 1] END AS after, last
+    FROM recent JOIN limits USING (target_id), generate_series(1, cardinality(seen_at)) AS i
+    WHERE last >= :since AND (i = 1 OR seen_at[i] - seen_at[i - 1] > gap)
+), runs AS (
+    SELECT target_id, start, coalesce(lead(after) OVER (PARTITION BY content_id, segment ORDER BY start), last) AS finish
+    FROM cuts
+    UNION ALL
+    SELECT target_id, at, at FROM scrape_errors JOIN limits USING (target_id) WHERE at >= :since
+), pauses AS (
+    SELECT target_id, start,
+           max(finish) OVER (PARTITION BY target_id ORDER BY start ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+    FROM runs
+), gaps AS (
+    SELECT p.target_id, p.before, p.start, count(*) OVER (PARTITION BY p.target_id) AS gaps,
+           row_number() OVER (PARTITION BY p.target_id ORDER BY p.start DESC) AS newer
+    FROM pauses p JOIN limits l USING (target_id)
+    WHERE p.start - p.before > l.gap AND p.before >= :since
+)
+SELECT target_id, before, start, gaps FROM gaps WHERE newer <= :keep ORDER BY target_id, start
+"""
+
+# Versions by content id, each body cut to :chars + 1 characters (one more: was it cut?).
+REPORT_VERSIONS = """
+SELECT id, first_seen, last_seen, checks, octet_length(body), left(body, :chars + 1)
+FROM scrape_contents WHERE id = ANY(CAST(:ids AS int[]))
+"""
+
+# The scrape tables' part of the database's account: rows, check times recorded, and growth
+# since :since: each table's size times the share of its contents dated from then (check times
+# for scrape_seen, body bytes for scrape_contents, rows for scrape_errors); and when the history
+# began. Exact counts: these tables stay small (a row per distinct content, per 200 checks, per
+# error). Dead rows (autovacuum's to reclaim) are not growth.
+REPORT_TABLES = """
+WITH contents AS (
+    SELECT count(*) AS n, coalesce(sum(checks), 0) AS checks, min(first_seen) AS began,
+           CAST(sum(pg_column_size(body)) AS float8) AS bytes,
+           CAST(sum(pg_column_size(body)) FILTER (WHERE first_seen >= :since) AS float8) AS new_bytes
+    FROM scrape_contents
+), seen AS (
+    SELECT CAST(sum(cardinality(s.seen_at) - width_bucket(CAST(:since AS timestamptz) - interval '1 microsecond',
+                                                           s.seen_at)) AS float8) AS new
+    FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id
+    WHERE c.last_seen >= :since AND s.seen_at[cardinality(s.seen_at)] >= :since
+), errors AS (
+    SELECT count(*) AS n, CAST(count(*) FILTER (WHERE at >= :since) AS float8) AS new, min(at) AS began
+    FROM scrape_errors
+)
+SELECT (SELECT count(*) FROM scrape_targets), contents.n, (SELECT count(*) FROM scrape_seen), errors.n, contents.checks,
+       coalesce(pg_total_relation_size('scrape_seen') * seen.new / nullif(contents.checks, 0), 0)
+       + coalesce(pg_total_relation_size('scrape_contents') * contents.new_bytes / nullif(contents.bytes, 0), 0)
+       + coalesce(pg_total_relation_size('scrape_errors') * errors.new / nullif(errors.n, 0), 0),
+       least(contents.began, errors.began)
+FROM contents, seen, errors
+"""
+
+
+def report_targets(con, versions: int) -> list:
+    return con.run(REPORT_TARGETS, n=versions)
+
+
+def report_per_bucket(con, since: datetime, bucket: int) -> tuple[list, list, list]:
+    """(target id, bucket, checks), (target id, bucket, changes), and (target id, bucket, errors,
+    first error: on each target's total row, whose bucket is None)."""
+    return (con.run(REPORT_CHECKS, since=since, bucket=bucket), con.run(REPORT_CHANGES, since=since, bucket=bucket),
+            con.run(REPORT_ERRORS, since=since, bucket=bucket))
+
+
+def report_gaps(con, since: datetime, limits: str, keep: int) -> list:
+    return con.run(REPORT_GAPS, since=since, limits=limits, keep=keep)
+
+
+def report_versions(con, ids: list[int], chars: int) -> dict[int, tuple]:
+    """Content id -> (first seen, last seen, checks, bytes, its body's first chars + 1 characters)."""
+    return {row[0]: tuple(row[1:]) for row in con.run(REPORT_VERSIONS, ids=ids, chars=chars)} if ids else {}
+
+
+def report_tables(con, since: datetime) -> tuple:
+    """(targets, contents, segments, errors, checks, bytes grown since `since`, history's start)."""
+    return tuple(con.run(REPORT_TABLES, since=since)[0])
+
+
+# --- the history tools (shared/app/history_tools.py: list, show, diff, test, delete) -----------
+
+# Per target: checks, changes, versions, first and last check, error streak, stored bytes
+# (bodies, check-time arrays and error messages as stored). Changes are checks whose content
+# differs from the check before. When a target's versions follow one another in time (each
+# first seen after every earlier one was last seen), that is its versions less one, read from
+# scrape_contents alone; only targets whose versions interleave (a page flipping between two
+# contents) have their check times read one by one.
+HISTORY_LIST = """
+WITH c AS (
+    SELECT target_id, id, first_seen, last_seen, checks, pg_column_size(body) AS bytes,
+           max(last_seen) OVER (PARTITION BY target_id ORDER BY first_seen, id
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+    FROM scrape_contents
+), per AS (
+    SELECT target_id, count(*) AS versions, sum(checks) AS checks, min(first_seen) AS first,
+           sum(bytes) AS bytes, bool_and(before IS NULL OR before < first_seen) AS in_turn
+    FROM c GROUP BY target_id
+), interleaved AS (
+    SELECT target_id, count(*) FILTER (WHERE previous <> content_id) AS changes
+    FROM (SELECT c.target_id, c.id AS content_id, lag(c.id) OVER (PARTITION BY c.target_id ORDER BY ts, c.id) AS previous
+          FROM per JOIN scrape_contents c USING (target_id) JOIN scrape_seen s ON s.content_id = c.id,
+               unnest(s.seen_at) AS ts
+          WHERE NOT per.in_turn) AS checks
+    GROUP BY target_id
+), seen AS (
+    SELECT c.target_id, sum(pg_column_size(s.seen_at)) AS bytes
+    FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id GROUP BY c.target_id
+), errors AS (
+    SELECT target_id, min(at) AS first, sum(pg_column_size(error)) AS bytes FROM scrape_errors GROUP BY target_id
+)
+SELECT t.name, coalesce(per.checks, 0), CASE WHEN per.in_turn THEN per.versions - 1 ELSE interleaved.changes END,
+       least(per.first, errors.first), greatest(t.last_ok_at, t.last_error_at), t.error_streak,
+       coalesce(per.bytes, 0) + coalesce(seen.bytes, 0) + coalesce(errors.bytes, 0)
+FROM scrape_targets t LEFT JOIN per ON per.target_id = t.id LEFT JOIN interleaved ON interleaved.target_id = t.id
+     LEFT JOIN seen ON seen.target_id = t.id LEFT JOIN errors ON errors.target_id = t.id
+ORDER BY t.name
+"""
+
+# A target's versions, oldest first, and its row's facts.
+HISTORY_TARGET = """
+SELECT id, url, last_content_id, error_streak, last_error, last_error_at FROM scrape_targets WHERE name = :name
+"""
+HISTORY_VERSIONS = """
+SELECT row_number() OVER (ORDER BY first_seen, id), id, first_seen, last_seen, checks, pg_column_size(body),
+       length(body), id = :current
+FROM scrape_contents WHERE target_id = :target ORDER BY first_seen, id
+"""
+HISTORY_BODY = "SELECT body FROM scrape_contents WHERE id = :id"
+
+# What deleting a target frees: versions, check times, failed checks, stored bytes.
+HISTORY_SIZE = """
+SELECT (SELECT count(*) FROM scrape_contents WHERE target_id = :id),
+       (SELECT coalesce(sum(checks), 0) FROM scrape_contents WHERE target_id = :id),
+       (SELECT count(*) FROM scrape_errors WHERE target_id = :id),
+       (SELECT coalesce(sum(pg_column_size(body)), 0) FROM scrape_contents WHERE target_id = :id)
+     + (SELECT coalesce(sum(pg_column_size(s.seen_at)), 0)
+        FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id WHERE c.target_id = :id)
+     + (SELECT coalesce(sum(pg_column_size(error)), 0) FROM scrape_errors WHERE target_id = :id)
+"""
+# The target's row, locked as a run locks it; its contents, check times and errors go with it.
+HISTORY_DELETE = "DELETE FROM scrape_targets WHERE id = (SELECT id FROM scrape_targets WHERE name = :name FOR UPDATE)"
+
+
+def history_list(con) -> list:
+    """(name, checks, changes, first check, last check, error streak, stored bytes) per target."""
+    return con.run(HISTORY_LIST)
+
+
+def history_target(con, name: str) -> tuple | None:
+    """(id, url, current content id, error streak, last error, its time) of target `name`."""
+    rows = con.run(HISTORY_TARGET, name=name)
+    return tuple(rows[0]) if rows else None
+
+
+def history_versions(con, target_id: int, current: int | None) -> list:
+    """(number, content id, first seen, last seen, checks, stored bytes, characters, current?) per
+    version of a target, oldest first."""
+    return con.run(HISTORY_VERSIONS, target=target_id, current=current)
+
+
+def history_body(con, content_id: int) -> str:
+    return con.run(HISTORY_BODY, id=content_id)[0][0]
+
+
+def history_body_and_filters(con, content_id: int) -> tuple[str, str | None]:
+    """A version's body and the filters' fingerprint its target was last checked with."""
+    return tuple(con.run("SELECT c.body, t.filters FROM scrape_contents c JOIN scrape_targets t ON t.id = c.target_id"
+                         " WHERE c.id = :id", id=content_id)[0])
+
+
+def target_names(con, limit: int | None = None) -> list[str]:
+    return [row[0] for row in con.run("SELECT name FROM scrape_targets ORDER BY name LIMIT :n", n=limit)]
+
+
+def target_id(con, name: str) -> int | None:
+    rows = con.run("SELECT id FROM scrape_targets WHERE name = :name", name=name)
+    return rows[0][0] if rows else None
+
+
+def history_size(con, target_id: int) -> tuple[int, int, int, int]:
+    """(versions, check times, failed checks, stored bytes) of a target."""
+    return tuple(con.run(HISTORY_SIZE, id=target_id)[0])
+
+
+def delete_target(con, name: str) -> None:
+    con.run(HISTORY_DELETE, name=name)

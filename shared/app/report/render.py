@@ -8,47 +8,17 @@ its newest versions with their diffs cut short, and only the newest gaps are lis
 
 import html as html_escape
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
-from shared.app.report import model
-from shared.app.report.model import Day, Gap, Refresh, RefreshDay, Report, Run, Target, Timeline
-from shared.core.text import one_line, plural
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if moment else "never"
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
-def _run_label(run: Run) -> str:
-    if run.outcome == "ok":
-        return f"succeeded in {_duration(run.seconds)}"
-    if run.outcome == "error":
-        return f"failed after {_duration(run.seconds)}"
-    return "still running"
+from shared.app.report.model import Database, Report
+from shared.core.report import Gap, Row, Timeline, View
+from shared.core.text import one_line, plural, size, when
 
 
 def _gap_label(gap: Gap) -> str:
     if gap.open:
-        return f"no run since {_when(gap.start)}: {plural(gap.missed, 'run')} missed"
-    return f"gap {_when(gap.start)} to {_when(gap.end)}: {plural(gap.missed, 'run')} missed"
+        return f"no run since {when(gap.start)}: {plural(gap.missed, 'run')} missed"
+    return f"gap {when(gap.start)} to {when(gap.end)}: {plural(gap.missed, 'run')} missed"
 
 
 def _earlier_gaps(n: int) -> str:
@@ -61,25 +31,24 @@ def _earlier_gaps(n: int) -> str:
 STATES = ("failing", "stopped", "missed", "ok")
 
 
-def _state(item: Target | Refresh) -> tuple[str, str]:
-    """The worst state of a target or refresh job and a few words about it."""
-    if item.error_streak:
-        what = "failed check" if isinstance(item, Target) else "failed run"
-        return "failing", f"{plural(item.error_streak, what)} in a row: {one_line(item.last_error or '', 120)}"
-    stopped = next((g for g in item.gaps if g.open), None)
+def _state(view: View) -> tuple[str, str]:
+    """The worst state of an item (a target, a refresh job) and a few words about it."""
+    if view.error_streak:
+        return "failing", f"{plural(view.error_streak, view.failed_word)} in a row: {one_line(view.last_error or '', 120)}"
+    stopped = next((g for g in view.gaps if g.open), None)
     if stopped:
         return "stopped", _gap_label(stopped)
-    gaps = len(item.gaps) + item.earlier_gaps
-    if item.missed or gaps:
-        return "missed", f"{plural(item.missed, 'run')} missed" + (f", {plural(gaps, 'gap')}" if gaps else "")
+    gaps = len(view.gaps) + view.earlier_gaps
+    if view.missed or gaps:
+        return "missed", f"{plural(view.missed, 'run')} missed" + (f", {plural(gaps, 'gap')}" if gaps else "")
     return "ok", "ok"
 
 
-def summary(report: Report) -> list[tuple[str, str, Target | Refresh, str]]:
-    """(state, kind, target or job, words) for every target and refresh job, problems first."""
-    rows = [(*_state(t), "scrape", t) for t in report.targets] + [(*_state(j), "refresh", j) for j in report.refreshes]
-    rows.sort(key=lambda r: (STATES.index(r[0]), r[3].name))
-    return [(state, kind, item, words) for state, words, kind, item in rows]
+def summary(report: Report) -> list[tuple[str, str, View, str]]:
+    """(state, kind, item's view, words) for every item of every kind, problems first."""
+    rows = [(*_state(view), view) for view in report.views()]
+    rows.sort(key=lambda r: (STATES.index(r[0]), r[2].name))
+    return [(state, view.kind, view, words) for state, words, view in rows]
 
 
 def _counts(rows) -> str:
@@ -87,78 +56,55 @@ def _counts(rows) -> str:
     return ", ".join(found) or "nothing checked or refreshed yet"
 
 
-def _forecast(db: model.Database) -> str:
+def _forecast(db: Database) -> str:
     if db.growth_per_day is None:
         return "growth: not enough history yet for a forecast (a day at least)"
-    line = f"growth: {_size(db.growth_per_day)} a day (over the last {db.growth_days:.1f} days)"
+    line = f"growth: {size(db.growth_per_day)} a day (over the last {db.growth_days:.1f} days)"
     if db.days_left is None:
         return line + ", not growing toward DB_PLAN_LIMIT_MB"
     return line + f", {db.days_left:,.0f} days left before DB_PLAN_LIMIT_MB"
 
 
+def _records(db: Database) -> str:
+    return "".join(f"; {phrase}" for phrase in db.records)
+
+
 # --- text -------------------------------------------------------------------------------
 
 def text(report: Report) -> str:
-    lines = [f"Report at {_when(report.now)}, days from {report.since.date()} (UTC)"]
+    lines = [f"Report at {when(report.now)}, days from {report.since.date()} (UTC)"]
     if report.note:
         lines.append(report.note)
     rows = summary(report)
     lines += ["", f"Summary: {_counts(rows)}"]
-    lines += [f"  {state:<8} {kind:<8} {item.name}: {words}" for state, kind, item, words in rows if state != "ok"]
-    lines += [f"  overdue  {kind:<8} {name}: no run since {_when(since)} (its scheduler entry stopped, or never existed)"
+    lines += [f"  {state:<8} {kind:<8} {view.name}: {words}" for state, kind, view, words in rows if state != "ok"]
+    lines += [f"  overdue  {kind:<8} {name}: no run since {when(since)} (its scheduler entry stopped, or never existed)"
               for kind, name, since in report.overdue]
-    lines += [f"  notify   {kind:<8} {name}: a notification failed {_when(at)}: {one_line(reason, 200)}"
+    lines += [f"  notify   {kind:<8} {name}: a notification failed {when(at)}: {one_line(reason, 200)}"
               for kind, name, at, reason in report.undelivered]
-    for t in report.targets:
-        lines += ["", *_target_text(t)]
-    for job in report.refreshes:
-        lines += ["", *_refresh_text(job)]
+    for view in report.views():
+        lines += ["", *_item_text(view)]
     db = report.database
-    lines += ["", f"Database: {_size(db.size_bytes)} of {_size(db.limit_bytes)} "
-                  f"({100 * db.size_bytes / db.limit_bytes:.1f}% of the plan limit, DB_PLAN_LIMIT_MB); "
-                  f"{plural(db.checks, 'check')} recorded",
+    lines += ["", f"Database: {size(db.size_bytes)} of {size(db.limit_bytes)} "
+                  f"({100 * db.size_bytes / db.limit_bytes:.1f}% of the plan limit, DB_PLAN_LIMIT_MB){_records(db)}",
               "  rows: " + ", ".join(f"{name} {count}" for name, count in db.rows.items()),
               f"  {_forecast(db)}"]
     return "\n".join(lines) + "\n"
 
 
-def _gap_lines(item: Target | Refresh) -> list[str]:
-    earlier = [f"  {_earlier_gaps(item.earlier_gaps)}"] if item.earlier_gaps else []
-    return earlier + [f"  {_gap_label(gap)}" for gap in item.gaps]
+def _item_text(view: View) -> list[str]:
+    lines = [f"{view.name}  {one_line(view.subtitle)}  " + (f"every {view.every}" if view.every else "schedule unknown")]
+    lines += [f"  {fact}" for fact in view.facts]
+    lines.append(f"  {'day':<10}" + "".join(f" {c.title:>{c.width}}" for c in view.columns))
+    for row in view.days:
+        lines.append(_text_row(view, row.day.isoformat(), row.cells))
+    lines.append(_text_row(view, "Total:", view.total))
+    earlier = [f"  {_earlier_gaps(view.earlier_gaps)}"] if view.earlier_gaps else []
+    return lines + earlier + [f"  {_gap_label(gap)}" for gap in view.gaps]
 
 
-def _target_text(t: Target) -> list[str]:
-    lines = [f"{t.name}  {one_line(t.url)}  " + (f"every {t.every}" if t.every else "schedule unknown"),
-             f"  last check {_when(t.last_check)}, last change {_when(t.last_change)}, error streak {t.error_streak}"]
-    if t.last_error:
-        lines.append(f"  last error {_when(t.last_error_at)}: {one_line(t.last_error)}")
-    lines.append(f"  {plural(t.checks_total, 'check')} in all, {plural(t.contents, 'distinct content')}")
-    lines.append(f"  {'day':<10} {'checks':>6} {'changes':>7} {'errors':>6} {'missed':>6}")
-    for d in t.days:
-        missed = "" if d.missed is None else str(d.missed)
-        lines.append(f"  {d.day.isoformat():<10} {d.checks:>6} {d.changes:>7} {d.errors:>6} {missed:>6}")
-    totals = [sum(getattr(d, k) for d in t.days) for k in ("checks", "changes", "errors")]
-    lines.append(f"  {'Total:':<10} {totals[0]:>6} {totals[1]:>7} {totals[2]:>6} "
-                 f"{(str(t.missed) if t.interval else ''):>6}")
-    return lines + _gap_lines(t)
-
-
-def _refresh_text(job: Refresh) -> list[str]:
-    last_run = f"{_when(job.last_run.started_at)}: {_run_label(job.last_run)}" if job.last_run else "never"
-    lines = [f"{job.name}  refresh job  " + (f"every {job.every}" if job.every else "schedule unknown"),
-             f"  last run {last_run}; last success {_when(job.last_ok)}, failure streak {job.error_streak}"]
-    if job.last_error:
-        lines.append(f"  last error {_when(job.last_error_at)}: {one_line(job.last_error)}")
-    lines.append(f"  {plural(job.runs_total, 'run')} in all")
-    lines.append(f"  {'day':<10} {'runs':>6} {'failed':>6} {'missed':>6} {'median':>10} {'longest':>10}")
-    for d in job.days:  # rstrip: a day without finished runs has no durations
-        missed = "" if d.missed is None else str(d.missed)
-        lines.append(f"  {d.day.isoformat():<10} {d.runs:>6} {d.errors:>6} {missed:>6} "
-                     f"{_duration(d.median_seconds):>10} {_duration(d.longest_seconds):>10}".rstrip())
-    missed = str(job.missed) if job.interval else ""
-    lines.append(f"  {'Total:':<10} {sum(d.runs for d in job.days):>6} {sum(d.errors for d in job.days):>6} "
-                 f"{missed:>6} {_duration(job.median_seconds):>10} {_duration(job.longest_seconds):>10}".rstrip())
-    return lines + _gap_lines(job)
+def _text_row(view: View, first: str, cells: list[str]) -> str:
+    return (f"  {first:<10}" + "".join(f" {cell:>{c.width}}" for c, cell in zip(view.columns, cells))).rstrip()
 
 
 # --- HTML -------------------------------------------------------------------------------
@@ -288,7 +234,7 @@ def _svg(name: str, timeline: Timeline, report: Report, layers: list[tuple[str, 
     parts.append("</svg>")
     end = min(report.now, timeline.bucket(len(next(iter(timeline.series.values())))))
     return (f'<figure class="timeline" style="margin:.3em 0">{"".join(parts)}<div class="axis">'
-            f'<span>{timeline.start:%Y-%m-%d}</span><span>{e(_when(end))}</span></div></figure>')
+            f'<span>{timeline.start:%Y-%m-%d}</span><span>{e(when(end))}</span></div></figure>')
 
 
 def _tooltip_values(tooltip: list[tuple[str, list[int] | None]], n: int) -> str:
@@ -327,27 +273,17 @@ def _bars(stack: list[tuple[str, str, list[int]]], missed: list[int] | None, exp
     return layers
 
 
-def _target_svg(t: Target, report: Report) -> str:
-    per, _ = _columns(t.timeline)
-    checks, changes, errors = (_merge(t.timeline.series[k], per) for k in ("checks", "changes", "errors"))
-    expected = _merge(t.timeline.expected, per)
-    missed = _missed([c + e for c, e in zip(checks, errors)], expected, t.interval, t.timeline.seconds * per)
-    layers = _bars([("checks", "#bdbdbd", checks), ("errors", "#d50000", errors)], missed, expected)
-    layers.append(("changes", "#1565c0", _ticks(changes)))
-    tooltip = [("checks", checks), ("changes", changes), ("failed", errors), ("missed", missed)]
-    return _svg(t.name, t.timeline, report, layers, tooltip, t.gaps)
-
-
-def _refresh_svg(job: Refresh, report: Report) -> str:
-    per, _ = _columns(job.timeline)
-    ok, errors, running = (_merge(job.timeline.series[k], per) for k in ("ok", "errors", "running"))
-    expected = _merge(job.timeline.expected, per)
-    runs = [a + b + c for a, b, c in zip(ok, errors, running)]
-    missed = _missed(runs, expected, job.interval, job.timeline.seconds * per)
-    layers = _bars([("runs", "#81c784", ok), ("errors", "#d50000", errors), ("running", "#757575", running)],
-                   missed, expected)
-    tooltip = [("succeeded", ok), ("failed", errors), ("running", running), ("missed", missed)]
-    return _svg(job.name, job.timeline, report, layers, tooltip, job.gaps)
+def _item_svg(view: View, report: Report) -> str:
+    timeline, chart = view.timeline, view.chart
+    per, _ = _columns(timeline)
+    series = {name: _merge(values, per) for name, values in timeline.series.items()}
+    expected = _merge(timeline.expected, per)
+    runs = [sum(column) for column in zip(*(series[name] for _, _, name in chart.stack))]
+    missed = _missed(runs, expected, view.interval, timeline.seconds * per)
+    layers = _bars([(css, colour, series[name]) for css, colour, name in chart.stack], missed, expected)
+    layers += [(css, colour, _ticks(series[name])) for css, colour, name in chart.ticks]
+    tooltip = [(label, missed if name is None else series[name]) for label, name in chart.tooltip]
+    return _svg(view.name, timeline, report, layers, tooltip, view.gaps)
 
 
 def _link(url: str) -> str:
@@ -359,16 +295,16 @@ def _link(url: str) -> str:
     return f"<span>{e(url)}</span>"
 
 
-def _period(d: Day | RefreshDay) -> str:
-    if d.length == 1:
-        return d.day.isoformat()
-    return f"{d.day.isoformat()} +{d.length - 1}d"
+def _period(row: Row) -> str:
+    if row.length == 1:
+        return row.day.isoformat()
+    return f"{row.day.isoformat()} +{row.length - 1}d"
 
 
-def _gaps_html(item: Target | Refresh) -> str:
+def _gaps_html(view: View) -> str:
     e = html_escape.escape
-    items = "".join(f"<li>{e(_gap_label(g))}</li>" for g in item.gaps)
-    earlier = f"<li>{_earlier_gaps(item.earlier_gaps)}</li>" if item.earlier_gaps else ""
+    items = "".join(f"<li>{e(_gap_label(g))}</li>" for g in view.gaps)
+    earlier = f"<li>{_earlier_gaps(view.earlier_gaps)}</li>" if view.earlier_gaps else ""
     return f"<ul>{earlier}{items}</ul>" if items or earlier else ""
 
 
@@ -378,84 +314,63 @@ def _diff_html(lines: list[str]) -> str:
     return "\n".join(f'<span class="{css[line[0]]}">{e(line)}</span>' if line[:1] in css else e(line) for line in lines)
 
 
-def _versions_html(t: Target) -> str:
-    if not t.versions:
+def _versions_html(view: View) -> str:
+    if not view.versions:
         return ""
     items = []
-    for i, v in enumerate(t.versions):
-        head = (f"{'current, ' if i == 0 else ''}seen {_when(v.first_seen)} to {_when(v.last_seen)}, "
-                f"{plural(v.checks, 'check')}, {_size(v.size)}")
+    for v in view.versions:
         if v.diff is None:
-            body = "<p class=meta>the oldest version kept</p>" if len(t.versions) == t.contents else ""
+            body = "<p class=meta>the oldest version kept</p>" if v.oldest else ""
         elif not v.diff:
             body = "<p class=meta>no difference in the first characters compared</p>"
         else:
             more = f"\n… {v.diff_cut} more lines" if v.diff_cut else ""
-            note = f" (on the first {model.VERSION_CHARS:,} characters)" if v.truncated else ""
-            body = (f"<details><summary>diff against the version before{note}</summary>"
+            body = (f"<details><summary>diff against the version before{html_escape.escape(v.note)}</summary>"
                     f'<pre class="diff">{_diff_html(v.diff)}{more}</pre></details>')
-        items.append(f"<li><p class=meta>{html_escape.escape(head)}</p>{body}</li>")
-    return (f'<details class="versions"><summary>{len(t.versions)} newest of {plural(t.contents, "version")}</summary>'
-            f'<ol class="versions">{"".join(items)}</ol></details>')
+        items.append(f"<li><p class=meta>{html_escape.escape(v.head)}</p>{body}</li>")
+    return (f'<details class="versions"><summary>{len(view.versions)} newest of '
+            f'{plural(view.versions_total, "version")}</summary><ol class="versions">{"".join(items)}</ol></details>')
 
 
-def _target_html(t: Target, i: int, report: Report) -> str:
+def _item_html(view: View, anchor: str, report: Report) -> str:
     e = html_escape.escape
-    healthy = t.error_streak == 0 and not t.gaps and not t.missed and not t.earlier_gaps
-    status = (f'<span class="bad">{plural(t.error_streak, "failed check")} in a row: {e(one_line(t.last_error or ""))}</span>'
-              if t.error_streak else '<span class="ok">last check succeeded</span>')
+    healthy = view.error_streak == 0 and not view.gaps and not view.missed and not view.earlier_gaps
+    if view.error_streak:
+        status = (f'<span class="bad">{plural(view.error_streak, view.failed_word)} in a row: '
+                  f'{e(one_line(view.last_error or ""))}</span>')
+    else:
+        status = f'<span class="ok">{e(view.quiet)}</span>' if view.quiet_ok else e(view.quiet)
     rows = "".join(  # end tags left out (valid HTML): a year of rows for 100 targets stays small
-        f'<tr{" class=short" if d.missed else ""}><td>{_period(d)}<td>{d.checks}'
-        f'<td>{d.changes}<td>{d.errors}<td>{"" if d.missed is None else d.missed}'
-        for d in model.periods(t.days, report.since, report.period_days))
+        f'<tr{" class=short" if row.missed else ""}><td>{_period(row)}' + "".join(f"<td>{e(cell)}" for cell in row.cells)
+        for row in view.periods)
     first = "day" if report.period_days == 1 else f"{report.period_days} days from"
+    subtitle = _link(view.link) if view.link else e(view.subtitle)
+    meta = " · ".join(e(part) for part in view.meta)
+    heads = "".join(f"<th>{e(c.title)}</th>" for c in view.columns)
     return f"""
-<section class="target{' healthy' if healthy else ''}" id="t{i}" data-target="{e(t.name)}">
-<h2>{e(t.name)}</h2>
-<p class="meta">{_link(t.url)} · {('every ' + e(t.every)) if t.every else 'schedule unknown'}
- · last check {e(_when(t.last_check))} · last change {e(_when(t.last_change))} · {status}</p>
-{_target_svg(t, report)}
-<details><summary>{plural(len(t.days), 'day')}: {plural(sum(d.checks for d in t.days), 'check')}, {plural(sum(d.changes for d in t.days), 'change')},
- {sum(d.errors for d in t.days)} failed, {t.missed} missed</summary>
-<div class="scroll"><table><tr><th>{first}</th><th>checks</th><th>changes</th><th>errors</th><th>missed</th></tr>{rows}</table></div>
-{_gaps_html(t)}</details>
-{_versions_html(t)}
+<section class="{view.css}{' healthy' if healthy else ''}" id="{anchor}" data-{view.css}="{e(view.name)}">
+<h2>{e(view.name)}</h2>
+<p class="meta">{subtitle} · {('every ' + e(view.every)) if view.every else 'schedule unknown'}
+ · {meta} · {status}</p>
+{_item_svg(view, report)}
+<details><summary>{plural(len(view.days), 'day')}: {e(view.days_words)}</summary>
+<div class="scroll"><table><tr><th>{first}</th>{heads}</tr>{rows}</table></div>
+{_gaps_html(view)}</details>
+{_versions_html(view)}
 </section>"""
 
 
-def _refresh_html(job: Refresh, i: int, report: Report) -> str:
-    e = html_escape.escape
-    healthy = job.error_streak == 0 and not job.gaps and not job.missed and not job.earlier_gaps
-    if job.error_streak:
-        status = f'<span class="bad">{plural(job.error_streak, "failed run")} in a row: {e(one_line(job.last_error or ""))}</span>'
-    else:  # the streak is 0 after a success, or before any run ended
-        status = '<span class="ok">last finished run succeeded</span>' if job.last_ok else "no run finished yet"
-    last_run = f"{_when(job.last_run.started_at)}: {_run_label(job.last_run)}" if job.last_run else "never"
-    rows = "".join(  # end tags left out, as for targets
-        f'<tr{" class=short" if d.missed else ""}><td>{_period(d)}<td>{d.runs}<td>{d.errors}'
-        f'<td>{"" if d.missed is None else d.missed}<td>{_duration(d.median_seconds)}'
-        f'<td>{_duration(d.longest_seconds)}'
-        for d in job.periods)
-    first = "day" if report.period_days == 1 else f"{report.period_days} days from"
-    durations = (f"; median {_duration(job.median_seconds)}, longest {_duration(job.longest_seconds)}"
-                 if job.longest_seconds is not None else "")
-    return f"""
-<section class="refresh{' healthy' if healthy else ''}" id="r{i}" data-refresh="{e(job.name)}">
-<h2>{e(job.name)}</h2>
-<p class="meta">refresh job · {('every ' + e(job.every)) if job.every else 'schedule unknown'}
- · last run {e(last_run)} · last success {e(_when(job.last_ok))} · {status}</p>
-{_refresh_svg(job, report)}
-<details><summary>{plural(len(job.days), 'day')}: {plural(sum(d.runs for d in job.days), 'run')}, {sum(d.errors for d in job.days)}
- failed, {job.missed} missed{durations}</summary>
-<div class="scroll"><table><tr><th>{first}</th><th>runs</th><th>failed</th><th>missed</th><th>median</th><th>longest</th></tr>{rows}</table></div>
-{_gaps_html(job)}</details>
-</section>"""
+def _anchors(report: Report) -> dict[int, str]:
+    """Each item's anchor in the page: its kind's css name and its place in its kind."""
+    anchors, counts = {}, {}
+    for view in report.views():
+        anchors[id(view)] = f"{view.css}{counts.get(view.css, 0)}"
+        counts[view.css] = counts.get(view.css, 0) + 1
+    return anchors
 
 
-def _summary_html(report: Report, rows) -> str:
+def _summary_html(report: Report, rows, anchors: dict[int, str]) -> str:
     e = html_escape.escape
-    anchors = {id(t): f"t{i}" for i, t in enumerate(report.targets)}
-    anchors.update({id(j): f"r{i}" for i, j in enumerate(report.refreshes)})
     lines = "".join(
         f'<tr class="{state}"><td class="state {state}">{state}</td>'
         f'<td><a href="#{anchors[id(item)]}">{e(item.name)}</a></td>'
@@ -463,11 +378,11 @@ def _summary_html(report: Report, rows) -> str:
         for state, kind, item, words in rows)
     lines += "".join(
         f'<tr class="failing"><td class="state failing">overdue</td><td>{e(name)}</td><td class="kind">{e(kind)}</td>'
-        f'<td>no run since {e(_when(since))} (its scheduler entry stopped, or never existed)</td></tr>'
+        f'<td>no run since {e(when(since))} (its scheduler entry stopped, or never existed)</td></tr>'
         for kind, name, since in report.overdue)
     lines += "".join(
         f'<tr class="missed"><td class="state missed">notify</td><td>{e(name)}</td><td class="kind">{e(kind)}</td>'
-        f'<td>a notification failed {e(_when(at))}: {e(one_line(reason, 200))}</td></tr>'
+        f'<td>a notification failed {e(when(at))}: {e(one_line(reason, 200))}</td></tr>'
         for kind, name, at, reason in report.undelivered)
     table = f'<div class="scroll"><table class="summary">{lines}</table></div>' if lines else ""
     return f'<section id="summary"><h2>Summary: {e(_counts(rows))}</h2>{table}</section>'
@@ -477,19 +392,19 @@ def html(report: Report) -> str:
     e = html_escape.escape
     db = report.database
     rows = summary(report)
-    sections = [_target_html(t, i, report) for i, t in enumerate(report.targets)]
-    sections += [_refresh_html(job, i, report) for i, job in enumerate(report.refreshes)]
+    anchors = _anchors(report)
+    sections = [_item_html(view, anchors[id(view)], report) for view in report.views()]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>History report {e(_when(report.now))}</title>
+<title>History report {e(when(report.now))}</title>
 <style>{STYLE}</style></head>
 <body>
 <h1>History report</h1>
-<p class="meta">{e(_when(report.now))}, days from {report.since.date()} (UTC).
+<p class="meta">{e(when(report.now))}, days from {report.since.date()} (UTC).
 {e(report.note or '')}</p>
-<p class="meta">Database: {_size(db.size_bytes)} of {_size(db.limit_bytes)}
+<p class="meta">Database: {size(db.size_bytes)} of {size(db.limit_bytes)}
 ({100 * db.size_bytes / db.limit_bytes:.1f}% of the plan limit); {e(_forecast(db))}.</p>
-{_summary_html(report, rows)}
+{_summary_html(report, rows, anchors)}
 <p class="legend"><span><i class="swatch" style="background:#bdbdbd"></i> checks</span>
 <span><i class="swatch" style="background:#81c784"></i> refresh runs</span>
 <span><i class="swatch" style="background:#1565c0"></i> change</span>
@@ -498,8 +413,8 @@ def html(report: Report) -> str:
 <label><input type="checkbox" id="problems-only"> only targets and jobs with problems</label></p>
 {''.join(sections) or '<p>Nothing checked or refreshed yet.</p>'}
 <h2>Database</h2>
-<p class="meta">{_size(db.size_bytes)} of {_size(db.limit_bytes)} ({100 * db.size_bytes / db.limit_bytes:.1f}% of the
-plan limit), {plural(db.checks, 'check')} recorded; rows: {e(', '.join(f'{k} {v}' for k, v in db.rows.items()))};
+<p class="meta">{size(db.size_bytes)} of {size(db.limit_bytes)} ({100 * db.size_bytes / db.limit_bytes:.1f}% of the
+plan limit){e(_records(db))}; rows: {e(', '.join(f'{k} {v}' for k, v in db.rows.items()))};
 {e(_forecast(db))}</p>
 <div id="tip" hidden></div>
 <script>{SCRIPT}</script>
