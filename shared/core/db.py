@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from shared.core import deadline, log, pgwire
+from shared.core import log
 from shared.core.errors import USAGE, ConfigError, WorkFailed
 from shared.core.names import NAME
 
@@ -200,7 +200,7 @@ def _tls(sslmode: str, rootcert: str | None = None):
 
 
 def connect(url: str | None = None, statement_timeout: str | None = None, timeout: float | None = None,
-            limits: pgwire.Limits | None = None):
+            limits=None):
     """Open a pg8000 native connection to `url` (default: $DATABASE_URL), with connect and
     statement timeouts. `timeout`: seconds to connect, when a caller's deadline is nearer than
     CONNECT_TIMEOUT (a refresh's time budget): connecting, TLS and authentication included,
@@ -209,6 +209,8 @@ def connect(url: str | None = None, statement_timeout: str | None = None, timeou
     # Imported here: a CARTO refresh never touches PostgreSQL, and pg8000 with its SCRAM and
     # ASN.1 dependencies is a third of a handler's import time.
     import pg8000.native
+
+    from shared.core import deadline, pgwire
 
     url = url or os.environ.get("DATABASE_URL")
     if not url:
@@ -273,6 +275,8 @@ def _reason(exc: BaseException) -> str:
 
 def watch(con) -> None:
     """Let this thread's deadline watch end what `con` does (a refresh watches its statement)."""
+    from shared.core import deadline
+
     sock = _sockets.get(con)
     if sock is not None:
         deadline.register(sock)

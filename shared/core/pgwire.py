@@ -13,9 +13,9 @@
 """
 
 import socket
-import ssl
 import struct
 from dataclasses import dataclass
+from functools import cache
 
 from shared.core import deadline
 
@@ -60,11 +60,19 @@ class PlainSocket(_Wire, socket.socket):
     pass
 
 
-class TLSSocket(_Wire, ssl.SSLSocket):
-    pass
+@cache
+def _tls_socket_class() -> type:
+    """ssl.SSLSocket with our makefile; made on first use: importing ssl costs a cold start 25 ms,
+    and a local database on a Unix socket never needs it."""
+    import ssl
+
+    class TLSSocket(_Wire, ssl.SSLSocket):
+        pass
+
+    return TLSSocket
 
 
-def open_socket(address, timeout: float, tls: ssl.SSLContext | None, required: bool,
+def open_socket(address, timeout: float, tls, required: bool,
                 server_hostname: str | None, limits: Limits | None = None):
     """A connected socket to `address` (a Unix socket path, or (host, port)), watched by this
     thread's deadline watch, with TLS when `tls` (a context made for this connection) is given
@@ -76,7 +84,7 @@ def open_socket(address, timeout: float, tls: ssl.SSLContext | None, required: b
             sock.sendall(SSL_REQUEST)
             answer = sock.recv(1)
             if answer == b"S":
-                tls.sslsocket_class = TLSSocket
+                tls.sslsocket_class = _tls_socket_class()
                 sock = tls.wrap_socket(sock, server_hostname=server_hostname)
             elif answer == b"N":
                 if required:
