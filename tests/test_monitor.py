@@ -2,6 +2,7 @@
 server, run-level alerts and recoveries to a loopback webhook, overdue jobs of another kind."""
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -10,6 +11,8 @@ from werkzeug import Response
 from functions import carto_refresh as refresh_fn
 from functions import scrape as scrape_fn
 from shared.app import monitor
+from shared.notify import heartbeat
+from tests.loopback import GIVE_UP, Site, trickle
 
 CHECK = "0f1e2d3c-aaaa-bbbb-cccc-5a6b7c8d9e0f"  # the heartbeat's key: a secret
 
@@ -145,3 +148,17 @@ def test_the_overdue_limit_is_twice_the_interval_and_a_bounded_margin():
     assert monitor.overdue_limit(600) == timedelta(minutes=25)
     assert monitor.overdue_limit(3600) == timedelta(hours=2, minutes=30)
     assert monitor.overdue_limit(86400) == timedelta(days=2, minutes=30)
+
+
+def test_a_heartbeat_service_that_trickles_costs_the_time_left_not_more():
+    """A ping's time bounds its whole exchange: a service sending its headers a byte at a time
+    (each well within the read timeout) is given up at the run's deadline."""
+    site = Site()
+    site.answers["hb"] = lambda conn, target: (conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: "),
+                                               trickle(conn, b"a" * 60_000))
+    try:
+        started = time.monotonic()
+        assert heartbeat.ping(site.url("hb"), heartbeat.START, deadline=started + 3) is False
+        assert time.monotonic() - started < GIVE_UP  # the trickle goes on for 20 s, then answers 200
+    finally:
+        site.close()

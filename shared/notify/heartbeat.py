@@ -18,6 +18,7 @@ import logging
 import time
 
 from shared.core import log
+from shared.core.deadline import watching
 from shared.core.text import one_line
 
 logger = logging.getLogger(__name__)
@@ -55,12 +56,17 @@ def ping(url: str | None, signal: str, body: str = "", deadline: float | None = 
             return False
         seconds = TIMEOUT if left is None else min(TIMEOUT, left)
         try:
-            answer = _pool().request("POST", target, body=data, headers={"Content-Type": "text/plain; charset=utf-8"},
-                                     timeout=urllib3.Timeout(total=seconds), retries=False)
-            if 200 <= answer.status < 300:
+            with watching(time.monotonic() + seconds) as watch:  # the whole exchange, however it trickles
+                answer = _pool().request("POST", target, body=data,
+                                         headers={"Content-Type": "text/plain; charset=utf-8"},
+                                         timeout=urllib3.Timeout(total=seconds), retries=False)
+            if watch.expired:  # cut short: what was read of the answer proves nothing
+                problem = f"no complete answer within {seconds:.1f} s"
+            elif 200 <= answer.status < 300:
                 logger.debug("%s sent", what)
                 return True
-            problem = f"HTTP {answer.status}"
+            else:
+                problem = f"HTTP {answer.status}"
         except Exception as exc:  # noqa: BLE001 - a ping must never fail the run
             problem = one_line(f"{type(exc).__name__}: {exc}", 200)
         logger.debug("%s: try %d failed: %s", what, attempt + 1, problem)
@@ -79,7 +85,7 @@ _POOL = None
 def _pool():
     global _POOL
     if _POOL is None:
-        import urllib3
+        from shared.core import http
 
-        _POOL = urllib3.PoolManager(num_pools=4, maxsize=2)
+        _POOL = http.pool_manager(num_pools=4, maxsize=2)
     return _POOL
