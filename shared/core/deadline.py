@@ -48,11 +48,11 @@ class Watch:
         except (OSError, ValueError, AttributeError):
             return
         with _owners_lock:
-            if owner is not None:
-                _OWNED[id(owner)] = self
             if self.closed:
                 old = dup
             else:
+                if owner is not None:
+                    _OWNED[id(owner)] = self
                 old = self._socks.pop(fd, (None, None))[0]
                 self._socks[fd] = (dup, owner)
                 if self.expired:
