@@ -4,6 +4,7 @@
 import sys
 
 from shared.app import entry, history_tools
+from shared.app.kinds import KINDS
 from shared.app.report.model import database_failure
 
 
@@ -27,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
                                             "be stored and the diff against the current version; stores nothing, "
                                             "notifies nobody")
     test.add_argument("name")
-    delete = commands.add_parser("delete", help="drop a target's (or refresh job's) whole history")
+    delete = commands.add_parser("delete", help="drop a job's whole history (a target's, a refresh job's)")
     delete.add_argument("name")
     delete.add_argument("--yes", action="store_true", help="really")
-    delete.add_argument("--kind", choices=("scrape", "refresh"), help="when NAME is both")
+    delete.add_argument("--kind", choices=tuple(KINDS), help="when jobs of several kinds have that name")
     prune = commands.add_parser("prune", help="drop versions, check times and failed checks older than N days "
                                               "(the current version stays)")
     prune.add_argument("--keep-days", type=int, required=True, metavar="N")

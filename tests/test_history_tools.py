@@ -121,9 +121,10 @@ def test_diff_of_a_long_page_numbers_its_hunks_from_the_top(database_url, db, ca
     (("diff", "agenda", "2", "2"), "error: version 2 compared with itself: give two versions"),
     (("diff", "quiet"), "error: quiet has 1 version: nothing to diff"),
     (("diff", "nope"), "error: no target named 'nope' in the history (known: agenda, flip, quiet)"),
-    (("delete", "agenda"), "error: delete agenda drops its whole history (3 versions, 9 check times, 0 failed"
-                           " checks, "),
-    (("delete", "nope", "--yes"), "error: no scrape target or refresh job named 'nope' in the history"),
+    (("delete", "agenda"), "error: delete agenda drops the scrape job's whole history (3 versions, 9 check times,"
+                           " 0 failed checks, "),
+    (("delete", "nope", "--yes"), "error: no job named 'nope' in the history"),
+    (("delete", "agenda", "--kind", "refresh", "--yes"), "error: no refresh job named 'agenda' in the history"),
     (("prune", "--keep-days", "0"), "error: --keep-days must be from 1 to 36500, not 0"),
     (("prune", "--keep-days", "99999999"), "error: --keep-days must be from 1 to 36500, not 99999999"),
     (("prune", "--keep-days", "3", "--job", "nope"), "error: no target named 'nope' in the history"),
@@ -170,14 +171,24 @@ def test_an_undecodable_name_from_a_real_command_line_is_one_line(database_url):
 def test_delete_drops_one_history_and_nothing_else(database_url, histories, capsys):
     code, out, _ = hist(capsys, "delete", "agenda", "--yes")
     assert code == 0
-    assert re.fullmatch(r"deleted agenda: 3 versions, 9 check times, 0 failed checks, \d+ B; a job of that name in"
-                        r" the jobs file starts a new history at its next check\n", out), out
+    assert re.fullmatch(r"deleted the scrape job agenda: 3 versions, 9 check times, 0 failed checks, \d+ B; a job of"
+                        r" that name in the jobs file starts a new history at its next run\n", out), out
     assert histories.run("SELECT DISTINCT target FROM scraps ORDER BY 1") == [["flip"], ["quiet"]]
     assert histories.run("SELECT count(*) FROM scrape_seen s LEFT JOIN scrape_contents c ON c.id = s.content_id"
                          " WHERE c.id IS NULL")[0][0] == 0
     code, out, _ = hist(capsys, "delete", "bikeways", "--yes")
-    assert code == 0 and out.startswith("deleted refresh job bikeways: 2 runs, ")
+    assert code == 0 and out.startswith("deleted the refresh job bikeways: 2 runs, ")
     assert histories.run("SELECT count(*) FROM refresh_runs")[0][0] == 0
+
+
+def test_a_name_two_kinds_share_is_deleted_only_with_its_kind(database_url, histories, capsys):
+    store.record_check(histories, "bikeways", "http://127.0.0.1/b", "a page", datetime(2026, 3, 1, tzinfo=timezone.utc))
+    code, out, err = hist(capsys, "delete", "bikeways", "--yes")
+    assert (code, out) == (2, "") and err == ("error: bikeways is a job of scrape and of refresh: say which with"
+                                              " --kind scrape or --kind refresh\n")
+    code, out, _ = hist(capsys, "delete", "bikeways", "--kind", "refresh", "--yes")
+    assert code == 0 and out.startswith("deleted the refresh job bikeways: 2 runs, ")
+    assert histories.run("SELECT count(*) FROM scrape_targets WHERE name = 'bikeways'")[0][0] == 1
 
 
 def test_prune_drops_old_versions_and_times_keeps_the_current_one_and_later_checks_still_fit(
@@ -354,7 +365,7 @@ def test_a_delete_racing_a_check_answered_304_never_costs_that_check(database_ur
     assert scrape_fn.main([]) == 0
     assert scrape_fn.main([]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines() == ["agenda: new", "deleted agenda: 1 version, 1 check time, 0 failed checks, "
-                                + out.splitlines()[1].split("failed checks, ")[1], "agenda: new"]
+    assert out.splitlines() == ["agenda: new", "deleted the scrape job agenda: 1 version, 1 check time, 0 failed"
+                                " checks, " + out.splitlines()[1].split("failed checks, ")[1], "agenda: new"]
     assert seen == [None, '"v1"', None]
     assert db.run("SELECT body, cardinality(seen_at) FROM scraps") == [["<p>the agenda</p>", 1]]

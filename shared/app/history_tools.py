@@ -16,7 +16,6 @@ from shared.core.db import transaction
 from shared.core.errors import ConfigError, WorkFailed
 from shared.core.text import one_line, plural
 from shared.notify import diff
-from shared.refresh import store as refresh_store
 from shared.scrape import content, fetch, filters, request, store
 from shared.scrape.job import ScrapeJob
 
@@ -63,15 +62,17 @@ def run(command: str, options: dict) -> int:
 # --- list ---------------------------------------------------------------------------------
 
 def list_text(con) -> str:
+    """Every job's history, kind by kind: runs (a scrape's checks), changes, first and last run,
+    failure streak, stored size."""
+    from shared.app.kinds import KINDS
+
     rows = [("kind", "name", "checks", "changes", "first check (UTC)", "last check (UTC)", "failing", "stored")]
     total = 0
-    for name, checks, changes, first, last, streak, size in store.history_list(con):
-        rows.append(("scrape", name, f"{checks:,}", f"{changes or 0:,}", _minute(first), _minute(last),
-                     f"{streak:,}", _size(size)))
-        total += size
-    for name, runs, first, last, streak, size in refresh_store.history_list(con):
-        rows.append(("refresh", name, f"{runs:,}", "-", _minute(first), _minute(last), f"{streak:,}", _size(size)))
-        total += size
+    for kind in KINDS.values():
+        for name, runs, changes, first, last, streak, size in kind.history.rows(con) if kind.history else []:
+            rows.append((kind.name, name, f"{runs:,}", "-" if changes is None else f"{changes:,}", _minute(first),
+                         _minute(last), f"{streak:,}", _size(size)))
+            total += size
     if len(rows) == 1:
         return "no history yet\n"
     return _table(rows, right={2, 3, 6, 7}) + f"{plural(len(rows) - 1, 'job')}, {_size(total)} stored\n"
@@ -202,30 +203,25 @@ def test(job: ScrapeJob) -> tuple[str, int]:
 # --- delete, prune --------------------------------------------------------------------------
 
 def delete(con, name: str, yes: bool, kind: str | None = None) -> str:
-    """Delete a scrape target's (or a refresh job's) whole history, in one transaction."""
+    """Delete job `name`'s whole history (of `kind`, when more than one kind has that name), in
+    one transaction."""
+    from shared.app.kinds import KINDS
+
     with transaction(con):
-        target = store.target_id(con, name) if kind != "refresh" else None
-        refresh = refresh_store.history_size(con, name) if kind != "scrape" else None
-        if target is not None and refresh is not None:
-            raise ConfigError(f"{name} is a scrape target and a refresh job: say which with --kind scrape or --kind refresh")
-        if target is not None:
-            versions, times, errors, size = store.history_size(con, target)
-            what = (f"{plural(versions, 'version')}, {plural(times, 'check time')}, {plural(errors, 'failed check')},"
-                    f" {_size(size)}")
-            if not yes:
-                raise ConfigError(f"delete {name} drops its whole history ({what}): add --yes")
-            store.delete_target(con, name)
-            return (f"deleted {name}: {what}; a job of that name in the jobs file starts a new history"
-                    " at its next check\n")
-        if refresh is not None:
-            runs, size = refresh
-            what = f"{plural(runs, 'run')}, {_size(size)}"
-            if not yes:
-                raise ConfigError(f"delete {name} drops the refresh job's whole history ({what}): add --yes")
-            refresh_store.delete_job(con, name)
-            return f"deleted refresh job {name}: {what}\n"
-    kinds = {"scrape": "no scrape target", "refresh": "no refresh job"}.get(kind, "no scrape target or refresh job")
-    raise ConfigError(f"{kinds} named {name!r} in the history")
+        found = {k.name: (k, size) for k in KINDS.values() if k.history and kind in (None, k.name)
+                 for size in [k.history.size(con, name)] if size is not None}
+        if len(found) > 1:
+            raise ConfigError(f"{name} is a job of {' and of '.join(found)}: say which with --kind "
+                              + " or --kind ".join(found))
+        if not found:
+            raise ConfigError(f"no {kind + ' job' if kind else 'job'} named {name!r} in the history")
+        ((which, (owner, (counts, size))),) = found.items()
+        what = ", ".join([*counts, _size(size)])
+        if not yes:
+            raise ConfigError(f"delete {name} drops the {which} job's whole history ({what}): add --yes")
+        owner.history.delete(con, name)
+    return (f"deleted the {which} job {name}: {what}; a job of that name in the jobs file starts a new history"
+            " at its next run\n")
 
 
 def prune(con, days: int, names: list[str] | None = None) -> str:

@@ -42,6 +42,17 @@ class Option:
 
 
 @dataclass(frozen=True)
+class History:
+    """A kind's part of the history tools (`python -m functions.history list | delete`)."""
+    # Its jobs' histories: (name, runs, changes or None, first run, last run, failure streak,
+    # stored bytes) per job, by name.
+    rows: Callable[[object], list]
+    # What deleting job `name`'s history drops: (counts in words, stored bytes), None: no such job.
+    size: Callable[[object, str], tuple[list[str], int] | None]
+    delete: Callable[[object, str], None]  # drops it, in the caller's transaction
+
+
+@dataclass(frozen=True)
 class Kind:
     name: str  # its jobs-file section, [[name]], and its name in the report and the plan
     # The frozen dataclass of one job: its fields are the keys a job may have; its `secrets()`
@@ -62,6 +73,7 @@ class Kind:
     options: tuple[Option, ...] = ()  # command-line options its run takes
     # Its section of the history report: (con, shared.core.report.Window) -> Section.
     report: Callable | None = None
+    history: History | None = None  # its part of `functions.history list` and `delete`
     # When each named job last ran, from its kind's tables: (con, names) -> {name: datetime}; the
     # entry adapter's overdue check reads every kind's through it.
     last_runs: Callable[[object, list], dict] | None = None

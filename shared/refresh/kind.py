@@ -1,6 +1,6 @@
 """The refresh kind: a statement run on a schedule, on CARTO or PostgreSQL, and its run history."""
 
-from shared.core.kind import Kind, Migration, Run
+from shared.core.kind import History, Kind, Migration, Run
 from shared.refresh import store
 from shared.refresh.job import DEFAULT_EVERY, ENV_KEYS, RefreshJob, table_from_environment
 
@@ -26,5 +26,6 @@ KIND = Kind(
     run=_run,
     migrations=tuple(Migration(version, sql) for version, sql in enumerate(store.MIGRATIONS, store.FIRST_VERSION)),
     privileges=store.PRIVILEGES, last_runs=store.last_runs, report=_report,
+    history=History(store.history_list, store.history_size, store.delete_job),
     from_environment=table_from_environment, environment_keys=ENV_KEYS,
 )

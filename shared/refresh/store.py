@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.core.db import storable, transaction
+from shared.core.text import plural
 
 MIGRATIONS = [
     """
@@ -226,14 +227,16 @@ HISTORY_DELETE = "DELETE FROM refresh_jobs WHERE name = :name"
 
 
 def history_list(con) -> list:
-    """(name, runs, first run, last run, failure streak, stored bytes) per refresh job."""
-    return con.run(HISTORY_LIST)
+    """(name, runs, None (a refresh has no changes), first run, last run, failure streak, stored
+    bytes) per refresh job."""
+    return [(name, runs, None, first, last, streak, size) for name, runs, first, last, streak, size
+            in con.run(HISTORY_LIST)]
 
 
-def history_size(con, name: str) -> tuple[int, int] | None:
-    """(runs, stored bytes) of refresh job `name` (None: no such job)."""
+def history_size(con, name: str) -> tuple[list[str], int] | None:
+    """What refresh job `name`'s history holds: its runs in words, its stored bytes (None: no such job)."""
     rows = con.run(HISTORY_SIZE, name=name)
-    return tuple(rows[0][1:]) if rows else None
+    return ([plural(rows[0][1], "run")], rows[0][2]) if rows else None
 
 
 def delete_job(con, name: str) -> None:

@@ -1,6 +1,6 @@
 """The scrape kind: watched pages, their history and their alerts."""
 
-from shared.core.kind import Kind, Migration, Option, Run
+from shared.core.kind import History, Kind, Migration, Option, Run
 from shared.scrape import store
 from shared.scrape.job import DEFAULT_EVERY, ScrapeJob
 
@@ -35,5 +35,6 @@ KIND = Kind(
     migrations=tuple(Migration(version, sql) for version, sql in enumerate(store.MIGRATIONS, store.FIRST_VERSION))
     + tuple(Migration(version, sql) for version, sql in store.LATER_MIGRATIONS.items()),
     privileges=store.PRIVILEGES, last_runs=store.last_runs, report=_report,
+    history=History(store.history_list, store.history_size, store.delete_target),
     options=(Option("--concurrency", "parallel fetches, 1-500 (default $SCRAPE_CONCURRENCY, else 48)"),),
 )

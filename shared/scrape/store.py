@@ -14,6 +14,7 @@ from datetime import datetime
 
 from shared.core import log
 from shared.core.db import storable, transaction
+from shared.core.text import plural
 
 SEGMENT_SIZE = 200  # timestamps per segment: 1.6 kB, small enough to stay out of TOAST
 RECENT_KEYS = 300  # run keys remembered per target: over two days of 10-minute runs
@@ -997,7 +998,7 @@ HISTORY_DELETE = "DELETE FROM scrape_targets WHERE id = (SELECT id FROM scrape_t
 
 def history_list(con) -> list:
     """(name, checks, changes, first check, last check, error streak, stored bytes) per target."""
-    return con.run(HISTORY_LIST)
+    return [tuple(row) for row in con.run(HISTORY_LIST)]
 
 
 def history_target(con, name: str) -> tuple | None:
@@ -1031,9 +1032,14 @@ def target_id(con, name: str) -> int | None:
     return rows[0][0] if rows else None
 
 
-def history_size(con, target_id: int) -> tuple[int, int, int, int]:
-    """(versions, check times, failed checks, stored bytes) of a target."""
-    return tuple(con.run(HISTORY_SIZE, id=target_id)[0])
+def history_size(con, name: str) -> tuple[list[str], int] | None:
+    """What target `name`'s history holds: its versions, check times and failed checks in words,
+    and its stored bytes (None: no such target)."""
+    found = target_id(con, name)
+    if found is None:
+        return None
+    versions, times, errors, size = con.run(HISTORY_SIZE, id=found)[0]
+    return [plural(versions, "version"), plural(times, "check time"), plural(errors, "failed check")], size
 
 
 def delete_target(con, name: str) -> None:
