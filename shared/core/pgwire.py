@@ -151,6 +151,8 @@ class _BoundedReader:
             return
         code, length = HEADER.unpack(head)
         size = length - 4
+        if size < 0:  # a length that cannot be: what follows cannot be read as messages
+            raise ConnectionError("the server sent a malformed message")
         if code == DATA_ROW and size > self.limits.row_bytes:
             count = self._exactly(2)  # the row's columns, each then sent as NULL
             self._skip(size - 2)
