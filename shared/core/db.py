@@ -16,7 +16,6 @@ a server (or someone in between) declined TLS. Loopback hosts and Unix sockets k
 
 import os
 import re
-import struct
 import time
 import weakref
 from contextlib import contextmanager
@@ -208,6 +207,8 @@ def connect(url: str | None = None, statement_timeout: str | None = None, timeou
     The connection's socket is watched by this thread's deadline watch, if any."""
     # Imported here: a CARTO refresh never touches PostgreSQL, and pg8000 with its SCRAM and
     # ASN.1 dependencies is a third of a handler's import time.
+    import struct
+
     import pg8000.native
 
     from shared.core import deadline, pgwire

@@ -18,7 +18,6 @@ import logging
 import time
 
 from shared.core import log
-from shared.core.deadline import watching
 from shared.core.text import one_line
 
 logger = logging.getLogger(__name__)
@@ -45,6 +44,8 @@ def ping(url: str | None, signal: str, body: str = "", deadline: float | None = 
         return False
     register(url)
     import urllib3  # here: most runs have no heartbeat
+
+    from shared.core.deadline import watching
 
     data = log.redact(body).encode("utf-8", "replace")[:MAX_BODY]
     target = url.rstrip("/") + signal
