@@ -269,7 +269,7 @@ def _ping_report(con, window: Window) -> Section:
                   interval=window.interval(name), columns=[Column("pings", 6)], days=[], total=["0"], periods=[],
                   days_words="no pings kept")
              for name, every in window.schedules.items()]
-    return Section(views, views, Tables({"ping_rows": 0}, records=["no pings recorded"]))
+    return Section(views, lambda view: view, Tables({"ping_rows": 0}, records=["no pings recorded"]))
 
 
 PING = Kind(name="ping", job=PingJob, command="ping", summary="Ping things", default_every="1h", timeout=60,

@@ -9,7 +9,7 @@ shares (runs expected per bucket and per day, gaps) is here too.
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -196,7 +196,9 @@ class Tables:
 
 @dataclass
 class Section:
-    """A kind's section: its items (the kind's own records) and their views, and its tables."""
+    """A kind's section: its items (the kind's own records), how each is viewed, its tables.
+    Views are made as the report is rendered, one at a time: a year of days' rows for a hundred
+    targets is never held at once."""
     items: list
-    views: list[View]
+    view: Callable[[object], View]
     tables: Tables

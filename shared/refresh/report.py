@@ -141,7 +141,7 @@ def section(con, window: Window) -> Section:
         job.gaps, job.earlier_gaps = report.gaps(pairs, count, last_started, job.interval, now)
         jobs.append(job)
     n_jobs, n_runs, grown, began = store.report_tables(con, window.growth_since)
-    return Section(jobs, [job.view(window) for job in jobs],
+    return Section(jobs, lambda job: job.view(window),
                    Tables({"refresh_jobs": n_jobs, "refresh_runs": n_runs}, float(grown), began))
 
 

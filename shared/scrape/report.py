@@ -154,7 +154,7 @@ def section(con, window: Window) -> Section:
         last_run = max([t for t in (last_ok, last_error_at) if t], default=None)
         target.gaps, target.earlier_gaps = report.gaps(pairs, count, last_run, target.interval, window.now)
         targets.append(target)
-    return Section(targets, [t.view(window) for t in targets], _tables(con, window))
+    return Section(targets, lambda target: target.view(window), _tables(con, window))
 
 
 def _tables(con, window: Window) -> Tables:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 from shared.core import numbers
 from shared.core.errors import ConfigError
-from shared.core.report import Section, Tables, View, Window
+from shared.core.report import Section, Tables, Window
 
 DEFAULT_DAYS = 14
 MAX_DAYS = 3660  # ten years: --days beyond that is a typo
@@ -63,8 +63,11 @@ class Report:
         section = self.sections.get(kind)
         return section.items if section else []
 
-    def views(self) -> list[View]:
-        return [view for section in self.sections.values() for view in section.views]
+    def views(self):
+        """Every item's view, kind by kind, made one at a time as they are read."""
+        for section in self.sections.values():
+            for item in section.items:
+                yield section.view(item)
 
 
 # --- reading ----------------------------------------------------------------------------

@@ -44,11 +44,19 @@ def _state(view: View) -> tuple[str, str]:
     return "ok", "ok"
 
 
-def summary(report: Report) -> list[tuple[str, str, View, str]]:
-    """(state, kind, item's view, words) for every item of every kind, problems first."""
-    rows = [(*_state(view), view) for view in report.views()]
-    rows.sort(key=lambda r: (STATES.index(r[0]), r[2].name))
-    return [(state, view.kind, view, words) for state, words, view in rows]
+def summary(report: Report) -> list[tuple[str, str, str, str, str]]:
+    """(state, kind, name, words, anchor in the page) for every item of every kind, problems first."""
+    rows = [(*_state(view), view.kind, view.name, anchor) for view, anchor in _anchored(report)]
+    rows.sort(key=lambda r: (STATES.index(r[0]), r[3]))
+    return [(state, kind, name, words, anchor) for state, words, kind, name, anchor in rows]
+
+
+def _anchored(report: Report):
+    """Each item's view with its anchor in the page: its kind's css name and its place there."""
+    counts: dict[str, int] = {}
+    for view in report.views():
+        yield view, f"{view.css}{counts.get(view.css, 0)}"
+        counts[view.css] = counts.get(view.css, 0) + 1
 
 
 def _counts(rows) -> str:
@@ -77,7 +85,7 @@ def text(report: Report) -> str:
         lines.append(report.note)
     rows = summary(report)
     lines += ["", f"Summary: {_counts(rows)}"]
-    lines += [f"  {state:<8} {kind:<8} {view.name}: {words}" for state, kind, view, words in rows if state != "ok"]
+    lines += [f"  {state:<8} {kind:<8} {name}: {words}" for state, kind, name, words, _ in rows if state != "ok"]
     lines += [f"  overdue  {kind:<8} {name}: no run since {when(since)} (its scheduler entry stopped, or never existed)"
               for kind, name, since in report.overdue]
     lines += [f"  notify   {kind:<8} {name}: a notification failed {when(at)}: {one_line(reason, 200)}"
@@ -360,22 +368,13 @@ def _item_html(view: View, anchor: str, report: Report) -> str:
 </section>"""
 
 
-def _anchors(report: Report) -> dict[int, str]:
-    """Each item's anchor in the page: its kind's css name and its place in its kind."""
-    anchors, counts = {}, {}
-    for view in report.views():
-        anchors[id(view)] = f"{view.css}{counts.get(view.css, 0)}"
-        counts[view.css] = counts.get(view.css, 0) + 1
-    return anchors
-
-
-def _summary_html(report: Report, rows, anchors: dict[int, str]) -> str:
+def _summary_html(report: Report, rows) -> str:
     e = html_escape.escape
     lines = "".join(
         f'<tr class="{state}"><td class="state {state}">{state}</td>'
-        f'<td><a href="#{anchors[id(item)]}">{e(item.name)}</a></td>'
+        f'<td><a href="#{anchor}">{e(name)}</a></td>'
         f'<td class="kind">{kind}</td><td>{e(words)}</td></tr>'
-        for state, kind, item, words in rows)
+        for state, kind, name, words, anchor in rows)
     lines += "".join(
         f'<tr class="failing"><td class="state failing">overdue</td><td>{e(name)}</td><td class="kind">{e(kind)}</td>'
         f'<td>no run since {e(when(since))} (its scheduler entry stopped, or never existed)</td></tr>'
@@ -392,8 +391,7 @@ def html(report: Report) -> str:
     e = html_escape.escape
     db = report.database
     rows = summary(report)
-    anchors = _anchors(report)
-    sections = [_item_html(view, anchors[id(view)], report) for view in report.views()]
+    sections = [_item_html(view, anchor, report) for view, anchor in _anchored(report)]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>History report {e(when(report.now))}</title>
@@ -404,7 +402,7 @@ def html(report: Report) -> str:
 {e(report.note or '')}</p>
 <p class="meta">Database: {size(db.size_bytes)} of {size(db.limit_bytes)}
 ({100 * db.size_bytes / db.limit_bytes:.1f}% of the plan limit); {e(_forecast(db))}.</p>
-{_summary_html(report, rows, anchors)}
+{_summary_html(report, rows)}
 <p class="legend"><span><i class="swatch" style="background:#bdbdbd"></i> checks</span>
 <span><i class="swatch" style="background:#81c784"></i> refresh runs</span>
 <span><i class="swatch" style="background:#1565c0"></i> change</span>
