@@ -266,8 +266,8 @@ def _ping_report(con, window: Window) -> Section:
                   facts=[f"the database {answered}"], meta=[f"the database {answered}"],
                   timeline=window.timeline(("pings",)), chart=Chart(stack=(("pings", "#81c784", "pings"),),
                                                                     tooltip=(("pings", "pings"),)),
-                  interval=window.interval(name), columns=[Column("pings", 6)], days=[], total=["0"], periods=[],
-                  days_words="no pings kept")
+                  interval=window.interval(name), columns=[Column("pings", 6)], days=list, total=["0"],
+                  periods=list, day_count=0, days_words="no pings kept")
              for name, every in window.schedules.items()]
     return Section(views, lambda view: view, Tables({"ping_rows": 0}, records=["no pings recorded"]))
 

@@ -15,6 +15,7 @@ requests (`WatchedAdapter`, mounted on the session). Only public hooks are used:
 
 import http.client
 import ssl
+from functools import cache
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -98,9 +99,13 @@ def pool_manager(**kwargs) -> urllib3.PoolManager:
 
 def requests_adapter():
     """A requests adapter whose connections are watched (mount it on a session for http:// and
-    https://). requests hands urllib3 its CA bundle (`verify`); the context takes it from there.
-    requests is imported here: a scrape run never needs it."""
-    from requests.adapters import HTTPAdapter
+    https://). requests hands urllib3 its CA bundle (`verify`); the context takes it from there."""
+    return _adapter_class()()
+
+
+@cache
+def _adapter_class() -> type:
+    from requests.adapters import HTTPAdapter  # here: a scrape run never needs requests
 
     class WatchedAdapter(HTTPAdapter):
         def init_poolmanager(self, *args, **kwargs):
@@ -113,4 +118,4 @@ def requests_adapter():
                 manager.pool_classes_by_scheme = POOL_CLASSES
             return manager
 
-    return WatchedAdapter()
+    return WatchedAdapter

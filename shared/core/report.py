@@ -173,9 +173,12 @@ class View:
     chart: Chart
     interval: int | None
     columns: list[Column]
-    days: list[Row]  # the text table
-    total: list[str]  # its last line's cells
-    periods: list[Row]  # the HTML table (days, or weeks of a long window)
+    # The tables' rows, made when rendered (the summary needs none of them): the text table's
+    # days, and the HTML table's (days, or weeks of a long window).
+    days: Callable[[], list[Row]]
+    total: list[str]  # the text table's last line's cells
+    periods: Callable[[], list[Row]]
+    day_count: int  # days with a run, a failure or a scheduled run
     days_words: str  # the HTML table's summary, after "N days: "
     missed: int = 0
     gaps: list[Gap] = field(default_factory=list)

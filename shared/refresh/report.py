@@ -3,6 +3,7 @@ missed runs per day and per bucket of the timeline, durations (median and longes
 run and the last success, the failure streak and gaps in the schedule. The SQL is in store.py."""
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime, timedelta
 
 from shared.core import report
@@ -73,7 +74,7 @@ class Refresh:
     gaps: list[Gap] = field(default_factory=list)  # the newest SHOWN_GAPS, then the open one
     earlier_gaps: int = 0
 
-    @property
+    @cached_property  # read once its days are set (section() sets them before anyone reads it)
     def missed(self) -> int:
         return sum(d.missed or 0 for d in self.days)
 
@@ -86,6 +87,7 @@ class Refresh:
         durations = (f"; median {duration(self.median_seconds)}, longest {duration(self.longest_seconds)}"
                      if self.longest_seconds is not None else "")
         runs, errors = sum(d.runs for d in self.days), sum(d.errors for d in self.days)
+        missed = self.missed
         return View(
             kind="refresh", css="refresh", name=self.name, subtitle="refresh job", link=None, every=self.every,
             error_streak=self.error_streak, last_error=self.last_error, failed_word="failed run",
@@ -93,12 +95,13 @@ class Refresh:
             quiet="last finished run succeeded" if self.last_ok else "no run finished yet", quiet_ok=bool(self.last_ok),
             facts=facts, meta=[f"last run {last_run}", f"last success {when(self.last_ok)}"],
             timeline=self.timeline, chart=CHART, interval=self.interval, columns=COLUMNS,
-            days=[d.row() for d in self.days],
-            total=[str(runs), str(errors), str(self.missed) if self.interval else "",
+            days=lambda: [d.row() for d in self.days],
+            total=[str(runs), str(errors), str(missed) if self.interval else "",
                    duration(self.median_seconds), duration(self.longest_seconds)],
-            periods=[d.row() for d in self.periods],
-            days_words=f"{plural(runs, 'run')}, {errors} failed, {self.missed} missed{durations}",
-            missed=self.missed, gaps=self.gaps, earlier_gaps=self.earlier_gaps)
+            periods=lambda: [d.row() for d in self.periods],
+            day_count=len(self.days),
+            days_words=f"{plural(runs, 'run')}, {errors} failed, {missed} missed{durations}",
+            missed=missed, gaps=self.gaps, earlier_gaps=self.earlier_gaps)
 
 
 def section(con, window: Window) -> Section:

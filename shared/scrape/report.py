@@ -16,6 +16,7 @@ that flips back and forth once.
 """
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime, timedelta
 
 from shared.core import report
@@ -87,9 +88,15 @@ class Target:
     earlier_gaps: int = 0  # gaps in the window older than those
     versions: list[KeptVersion] = field(default_factory=list)  # newest first
 
-    @property
+    # Read once its days are set (section() sets them before anyone reads these).
+    @cached_property
     def missed(self) -> int:
         return sum(d.missed or 0 for d in self.days)
+
+    @cached_property
+    def totals(self) -> tuple[int, int, int]:
+        """Checks, changes and failed checks over the window."""
+        return (sum(d.checks for d in self.days), sum(d.changes for d in self.days), sum(d.errors for d in self.days))
 
     def view(self, window: Window) -> View:
         facts = [f"last check {when(self.last_check)}, last change {when(self.last_change)}, "
@@ -97,19 +104,20 @@ class Target:
         if self.last_error:
             facts.append(f"last error {when(self.last_error_at)}: {one_line(self.last_error)}")
         facts.append(f"{plural(self.checks_total, 'check')} in all, {plural(self.contents, 'distinct content')}")
-        totals = [sum(getattr(d, k) for d in self.days) for k in ("checks", "changes", "errors")]
+        totals, missed = self.totals, self.missed
         return View(
             kind="scrape", css="target", name=self.name, subtitle=self.url, link=self.url, every=self.every,
             error_streak=self.error_streak, last_error=self.last_error, failed_word="failed check",
             quiet="last check succeeded", quiet_ok=True, facts=facts,
             meta=[f"last check {when(self.last_check)}", f"last change {when(self.last_change)}"],
             timeline=self.timeline, chart=CHART, interval=self.interval, columns=COLUMNS,
-            days=[d.row() for d in self.days],
-            total=[*map(str, totals), str(self.missed) if self.interval else ""],
-            periods=[d.row() for d in periods(self.days, window.since, window.period_days)],
+            days=lambda: [d.row() for d in self.days],
+            total=[*map(str, totals), str(missed) if self.interval else ""],
+            periods=lambda: [d.row() for d in periods(self.days, window.since, window.period_days)],
+            day_count=len(self.days),
             days_words=f"{plural(totals[0], 'check')}, {plural(totals[1], 'change')}, {totals[2]} failed,"
-                       f" {self.missed} missed",
-            missed=self.missed, gaps=self.gaps, earlier_gaps=self.earlier_gaps,
+                       f" {missed} missed",
+            missed=missed, gaps=self.gaps, earlier_gaps=self.earlier_gaps,
             versions=[_version_view(v, i, len(self.versions) == self.contents) for i, v in enumerate(self.versions)],
             versions_total=self.contents)
 

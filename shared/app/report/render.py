@@ -104,7 +104,7 @@ def _item_text(view: View) -> list[str]:
     lines = [f"{view.name}  {one_line(view.subtitle)}  " + (f"every {view.every}" if view.every else "schedule unknown")]
     lines += [f"  {fact}" for fact in view.facts]
     lines.append(f"  {'day':<10}" + "".join(f" {c.title:>{c.width}}" for c in view.columns))
-    for row in view.days:
+    for row in view.days():
         lines.append(_text_row(view, row.day.isoformat(), row.cells))
     lines.append(_text_row(view, "Total:", view.total))
     earlier = [f"  {_earlier_gaps(view.earlier_gaps)}"] if view.earlier_gaps else []
@@ -350,7 +350,7 @@ def _item_html(view: View, anchor: str, report: Report) -> str:
         status = f'<span class="ok">{e(view.quiet)}</span>' if view.quiet_ok else e(view.quiet)
     rows = "".join(  # end tags left out (valid HTML): a year of rows for 100 targets stays small
         f'<tr{" class=short" if row.missed else ""}><td>{_period(row)}' + "".join(f"<td>{e(cell)}" for cell in row.cells)
-        for row in view.periods)
+        for row in view.periods())
     first = "day" if report.period_days == 1 else f"{report.period_days} days from"
     subtitle = _link(view.link) if view.link else e(view.subtitle)
     meta = " · ".join(e(part) for part in view.meta)
@@ -361,7 +361,7 @@ def _item_html(view: View, anchor: str, report: Report) -> str:
 <p class="meta">{subtitle} · {('every ' + e(view.every)) if view.every else 'schedule unknown'}
  · {meta} · {status}</p>
 {_item_svg(view, report)}
-<details><summary>{plural(len(view.days), 'day')}: {e(view.days_words)}</summary>
+<details><summary>{plural(view.day_count, 'day')}: {e(view.days_words)}</summary>
 <div class="scroll"><table><tr><th>{first}</th>{heads}</tr>{rows}</table></div>
 {_gaps_html(view)}</details>
 {_versions_html(view)}
