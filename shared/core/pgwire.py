@@ -14,6 +14,7 @@
 
 import socket
 import struct
+import weakref
 from dataclasses import dataclass
 from functools import cache
 
@@ -39,19 +40,21 @@ class _Wire:
     """What both socket classes add: the limits their reads keep and the file pg8000 reads."""
 
     limits: Limits | None = None
-    file = None
+    file = None  # a weak reference: the file refers to the socket, and a cycle would outlive pg8000
 
     def makefile(self, mode="r", *args, **kwargs):
         raw = super().makefile(mode, *args, **kwargs)
-        self.file = _BoundedReader(raw, self.limits) if self.limits and mode == "rwb" else raw
-        return self.file
+        file = _BoundedReader(raw, self.limits) if self.limits and mode == "rwb" else raw
+        self.file = weakref.ref(file)
+        return file
 
     def close_file(self) -> None:
         """Close pg8000's buffered file: one whose unsent bytes cannot leave raises later, from the
         garbage collector, on stderr."""
-        if self.file is not None:
+        file = self.file() if self.file is not None else None
+        if file is not None:
             try:
-                self.file.close()
+                file.close()
             except (OSError, ValueError):  # broken: that is why we are here
                 pass
 
