@@ -82,6 +82,9 @@ def entries(path: Path | None = None) -> list[Entry]:
 MAX_JOBS_FILE_BYTES = 10 * 1024 * 1024  # thousands of jobs; more is not a jobs file
 
 
+_parsed: tuple[str, dict] | None = None  # the last jobs file's text and its tables (read-only)
+
+
 def _read_toml(path: Path | None) -> tuple[dict, str]:
     if path is None and os.environ.get("JOBS_TOML"):
         text, source = os.environ["JOBS_TOML"], "$JOBS_TOML"
@@ -97,8 +100,13 @@ def _read_toml(path: Path | None) -> tuple[dict, str]:
             raise ConfigError(f"{path}: jobs file not found (set JOBS_FILE or create {DEFAULT_JOBS_FILE})") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read the jobs file: {exc}") from None
+    global _parsed
+    if _parsed is not None and _parsed[0] == text:  # read again after the run (overdue jobs): parsed once
+        return _parsed[1], source
     try:
-        return tomllib.loads(text), source
+        data = tomllib.loads(text)
+        _parsed = (text, data)
+        return data, source
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     except RecursionError:  # tomllib parses nested arrays and tables by recursion

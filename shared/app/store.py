@@ -9,6 +9,7 @@ reach a person once, not at every run. All their SQL is here.
   report.
 """
 
+import json
 from datetime import datetime
 
 # Versions in the schema's one sequence (shared/app/schema.py): scrape has 1-3 and 5, refresh 4.
@@ -86,22 +87,18 @@ def notification_failures(con) -> list[tuple[str, str, datetime, str]]:
 def watched(con, jobs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[datetime, datetime | None, bool]]:
     """Every (kind, name) of the jobs file, known from now on if new: (first seen, overdue since,
     alerted) each."""
-    kinds, names = [k for k, _ in jobs], [n for _, n in jobs]
-    con.run("""
-        DELETE FROM job_watch w WHERE NOT EXISTS (
-            SELECT 1 FROM unnest(CAST(:kinds AS text[]), CAST(:names AS text[])) AS j(kind, name)
-            WHERE j.kind = w.kind AND j.name = w.name)
-    """, kinds=kinds, names=names)  # a job taken out of the file is no longer watched
-    con.run("""
-        INSERT INTO job_watch (kind, name)
-        SELECT * FROM unnest(CAST(:kinds AS text[]), CAST(:names AS text[]))
-        ON CONFLICT (kind, name) DO NOTHING
-    """, kinds=kinds, names=names)
+    # One statement, the jobs as one JSON text (pg8000 sends a list of 500 names as an array
+    # slowly). A job taken out of the file is no longer watched; a new one is from now on.
     rows = con.run("""
+        WITH j AS (SELECT j->>0 AS kind, j->>1 AS name FROM json_array_elements(CAST(:jobs AS json)) AS j),
+        gone AS (DELETE FROM job_watch w WHERE (w.kind, w.name) NOT IN (SELECT kind, name FROM j)),
+        added AS (INSERT INTO job_watch (kind, name) SELECT kind, name FROM j ON CONFLICT (kind, name) DO NOTHING
+                  RETURNING kind, name, first_seen, overdue_since, alerted_at)
         SELECT w.kind, w.name, w.first_seen, w.overdue_since, w.alerted_at IS NOT NULL
-        FROM job_watch w JOIN unnest(CAST(:kinds AS text[]), CAST(:names AS text[])) AS j(kind, name)
-             USING (kind, name)
-    """, kinds=kinds, names=names)
+        FROM job_watch w JOIN j USING (kind, name)
+        UNION ALL
+        SELECT kind, name, first_seen, overdue_since, alerted_at IS NOT NULL FROM added
+    """, jobs=json.dumps(jobs))
     return {(kind, name): (first, since, alerted) for kind, name, first, since, alerted in rows}
 
 

@@ -7,6 +7,7 @@ or still under way claims nothing and is a duplicate; a run that failed may be t
 under its key, and that retry is not a second failure.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -116,8 +117,8 @@ def last_runs(con, names: list[str]) -> dict:
     """name -> when the job's last run started, for overdue jobs."""
     rows = con.run("""
         SELECT j.name, max(r.started_at) FROM refresh_jobs j JOIN refresh_runs r ON r.job_id = j.id
-        WHERE j.name = ANY(CAST(:names AS text[])) GROUP BY j.name
-    """, names=names)
+        WHERE j.name IN (SELECT json_array_elements_text(CAST(:names AS json))) GROUP BY j.name
+    """, names=json.dumps(names))
     return {name: at for name, at in rows}
 
 

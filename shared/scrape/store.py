@@ -604,8 +604,9 @@ def last_runs(con, names: list[str]) -> dict:
     """name -> when the target was last checked (a success or a failure), for overdue jobs."""
     rows = con.run("""
         SELECT name, greatest(last_ok_at, last_error_at) FROM scrape_targets
-        WHERE name = ANY(CAST(:names AS text[])) AND coalesce(last_ok_at, last_error_at) IS NOT NULL
-    """, names=names)
+        WHERE name IN (SELECT json_array_elements_text(CAST(:names AS json)))
+          AND coalesce(last_ok_at, last_error_at) IS NOT NULL
+    """, names=json.dumps(names))
     return {name: at for name, at in rows}
 
 # --- adoption (shared/app/adopt.py): the seed article's table, and snapshots of other tools ---
