@@ -34,7 +34,6 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, ur
 
 from shared.core import log
 from shared.core.result import SUCCESSES
-from shared.notify import diff
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +150,8 @@ def plan(job, check: Check) -> tuple[list[Message], str | None]:
     if check.outcome == "changed" and check.filters_changed:
         why = "not notified: filters edited"
     elif check.outcome == "changed" and check.previous_body is not None:
+        from shared.notify import diff  # here: difflib only for a run with a change to tell
+
         lines = diff.hunks(log.redact(check.previous_body), log.redact(check.body or ""), CONTEXT_LINES,
                            MAX_DIFF_INPUT_LINES)
         why = _not_notified(job, lines)
@@ -195,6 +196,8 @@ MAX_MATCHED_CHARS = 2000  # of each added line, searched by notify_if (bounded l
 def unified_diff(before: str, after: str, name: str = "NAME") -> str:
     """The diff between two contents, trimmed. Secrets are redacted first: a secret cut by the
     trimming (one of many lines, say) would no longer match, and part of it would show."""
+    from shared.notify import diff
+
     lines = ["--- before", "+++ after"] + diff.hunks(log.redact(before), log.redact(after), CONTEXT_LINES,
                                                      MAX_DIFF_INPUT_LINES)
     return _trimmed(lines, name)
