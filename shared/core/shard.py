@@ -6,7 +6,6 @@ Used by `python -m functions.scrape --shard 2/4` on Heroku (N Scheduler entries)
 AWS dispatcher (one queue message per shard).
 """
 
-import hashlib
 import re
 
 from shared.core.errors import ConfigError
@@ -26,6 +25,8 @@ def parse(spec: str) -> tuple[int, int]:
 
 def shard_of(name: str, count: int) -> int:
     """The shard (1..count) that job `name` belongs to."""
+    import hashlib  # here: only the dispatcher shards, and OpenSSL's hashes cost a cold start 5-10 ms
+
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % count + 1
 
 

@@ -23,7 +23,6 @@ process it can stop (shared/scrape/sandbox.py, which runs apply_settings), so a 
 bounds them. Patterns are checked when the jobs file is read (check_pattern).
 """
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -161,6 +160,8 @@ def fingerprint(job) -> str:
     chosen = settings(job)
     if getattr(job, "json", None):  # what of a JSON answer is kept: an edit is no change of page either
         chosen = {**chosen, "json": job.json}
+    import hashlib  # here: OpenSSL's hashes cost a cold start 5-10 ms, and building a job needs none
+
     return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
 
 
