@@ -62,20 +62,11 @@ class _CheckedResponse(http.client.HTTPResponse):
             self.will_close = True  # http.client then closes the connection instead of keeping it
 
 
-class _WatchedHTTP(HTTPConnection):
-    response_class = _CheckedResponse
+class _Watched:
+    """What both connection classes add: their socket registers with this thread's watch when
+    it connects (after TLS: the handshake's plain socket registered in wrap_socket) and when a
+    kept-alive connection from the pool carries a request (the connection is this exchange's now)."""
 
-    def connect(self):
-        super().connect()
-        deadline.register(self.sock, self)
-
-    def request(self, *args, **kwargs):
-        if self.sock is not None:  # a kept-alive connection from the pool: this exchange's now
-            deadline.register(self.sock, self)
-        return super().request(*args, **kwargs)
-
-
-class _WatchedHTTPS(HTTPSConnection):
     response_class = _CheckedResponse
 
     def connect(self):
@@ -86,6 +77,14 @@ class _WatchedHTTPS(HTTPSConnection):
         if self.sock is not None:
             deadline.register(self.sock, self)
         return super().request(*args, **kwargs)
+
+
+class _WatchedHTTP(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPS(_Watched, HTTPSConnection):
+    pass
 
 
 class _HTTPPool(HTTPConnectionPool):

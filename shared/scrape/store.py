@@ -558,13 +558,15 @@ def bodies(con, ids: list[int], chars: int) -> dict[int, str]:
                         ids=ids, chars=chars)) if ids else {}
 
 
-# Each change since :since, from the segments of check times as the report's change counts
-# find them (shared/app/report/model.py, TARGET_CHANGES): the window's segments and those that
-# may hold a target's last check before it; a segment that overlaps no other is one piece, the
-# others one piece per check; in time order, a piece whose content differs from the piece
-# before is a change, unless its check is in scrape_filter_edits. The newest :limit, with the
-# count of all.
-CHANGES = """
+# Each target's check history since :since in pieces, for the feed's changes (CHANGES) and the
+# report's change counts (REPORT_CHANGES). `seg`, without the arrays: the window's segments and
+# those that may hold a target's last check before it (its first in the window may be a change):
+# the one before a recent content's first in the window, and the last one of the content seen
+# last before the window. A segment is `alone` when it overlaps no other: no other content was
+# seen between its checks, and it is one piece; else (a page flipping back and forth between
+# versions) each of its checks is a piece. In time order, a piece whose content differs from the
+# piece before starts with a change.
+PIECES = """
 WITH seg AS (
     SELECT target_id, content_id, segment, first, last FROM (
         SELECT c.target_id, s.content_id, s.segment, s.seen_at[1] AS first, s.seen_at[cardinality(s.seen_at)] AS last,
@@ -586,7 +588,10 @@ WITH seg AS (
     UNION ALL
     SELECT p.target_id, p.content_id, ts FROM placed p JOIN scrape_seen s USING (content_id, segment),
                                              unnest(s.seen_at) AS ts WHERE NOT p.alone
-), changes AS (
+)"""
+# Each change since :since, newest :limit first with the count of all: a piece whose content
+# differs from the piece before, unless its check is in scrape_filter_edits.
+CHANGES = PIECES + """, changes AS (
     SELECT * FROM (
         SELECT target_id, content_id, first AS at,
                lag(content_id) OVER (PARTITION BY target_id ORDER BY first) AS previous_id
@@ -796,37 +801,9 @@ WITH {REPORT_RECENT}, counted AS MATERIALIZED (  -- materialized: the arrays sta
 SELECT target_id, k, sum(n) FROM counted GROUP BY target_id, k
 """
 
-# Changes per target and bucket: a check is a change when the check before it (in time, of any
-# content) saw another content. `seg`, without the arrays: the window's segments and those that
-# may hold a target's last check before it (its first in the window may be a change): the one
-# before a recent content's first in the window, and the last one of the content seen last
-# before the window. A segment is `alone` when it overlaps no other: no other content was seen
-# between its checks, and it is one piece; else (a page flipping back and forth between
-# versions) each of its checks is a piece. In time order, a piece whose content differs from
-# the piece before starts with a change.
-REPORT_CHANGES = """
-WITH seg AS (
-    SELECT target_id, content_id, segment, first, last FROM (
-        SELECT c.target_id, s.content_id, s.segment, s.seen_at[1] AS first, s.seen_at[cardinality(s.seen_at)] AS last,
-               lead(s.seen_at[cardinality(s.seen_at)]) OVER (PARTITION BY s.content_id ORDER BY s.segment) AS next_last
-        FROM scrape_contents c JOIN scrape_seen s ON s.content_id = c.id
-        WHERE c.last_seen >= :since) r
-    WHERE last >= :since OR next_last >= :since
-    UNION ALL
-    SELECT c.target_id, s.content_id, s.segment, s.seen_at[1], s.seen_at[cardinality(s.seen_at)]
-    FROM (SELECT DISTINCT ON (target_id) id, target_id FROM scrape_contents
-          WHERE last_seen < :since ORDER BY target_id, last_seen DESC) c
-    CROSS JOIN LATERAL (SELECT * FROM scrape_seen WHERE content_id = c.id ORDER BY segment DESC LIMIT 1) s
-), placed AS (
-    SELECT *, coalesce(first > max(last) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), true)
-              AND coalesce(last < lead(first) OVER w, true) AS alone
-    FROM seg WINDOW w AS (PARTITION BY target_id ORDER BY first)
-), pieces AS (
-    SELECT target_id, content_id, first FROM placed WHERE alone
-    UNION ALL
-    SELECT p.target_id, p.content_id, ts FROM placed p JOIN scrape_seen s USING (content_id, segment),
-                                             unnest(s.seen_at) AS ts WHERE NOT p.alone
-)
+# Changes per target and bucket (of :bucket seconds from :since): a check is a change when the
+# check before it (in time, of any content) saw another content (PIECES, above).
+REPORT_CHANGES = PIECES + """
 SELECT target_id, floor(extract(epoch FROM first - :since) / :bucket)::int AS k, count(*) FROM (
     SELECT target_id, first, content_id <> lag(content_id) OVER (PARTITION BY target_id ORDER BY first) AS changed
     FROM pieces) p
