@@ -135,11 +135,19 @@ class LambdaContext:  # the two things Lambda's context object offers that we us
 
 
 def test_lambda_deadline_keeps_a_margin():
-    now = time.monotonic()
+    def seconds_left(budget, context):  # bracketed by the clock, so a stalled machine cannot fail it
+        before = time.monotonic()
+        end = entry.deadline(budget, context)
+        after = time.monotonic()
+        return end - after - 1e-6, end - before + 1e-6
+
     assert entry.deadline(None, None) is None
-    assert 49 <= entry.deadline(None, LambdaContext(60_000)) - now <= 50.5  # 60 s less 10 s
-    assert 0.9 <= entry.deadline(None, LambdaContext(2_000)) - now <= 1.1  # half of a short remainder
-    assert 0.9 <= entry.deadline(1, LambdaContext(60_000)) - now <= 1.1  # a time budget shorter than Lambda's
+    low, high = seconds_left(None, LambdaContext(60_000))
+    assert low <= 50 <= high  # 60 s less 10 s
+    low, high = seconds_left(None, LambdaContext(2_000))
+    assert low <= 1 <= high  # half of a short remainder
+    low, high = seconds_left(1, LambdaContext(60_000))
+    assert low <= 1 <= high  # a time budget shorter than Lambda's
 
 
 def test_handler_is_bounded_by_lambda_time(emulator, jobs_file):
@@ -149,7 +157,7 @@ def test_handler_is_bounded_by_lambda_time(emulator, jobs_file):
     started = time.monotonic()
     with pytest.raises(entry.RunFailed, match="gave up after 1 tries"):
         carto_refresh.handler({}, LambdaContext(30_000))
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # gave up at once, not after the 20 s Lambda allows
 
 
 # -- direct PostgreSQL --------------------------------------------------------------------------
