@@ -2,8 +2,11 @@
 
 import ssl
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.core import db, log
 from tests.loopback import GIVE_UP, SlowHandshake
@@ -138,3 +141,30 @@ def test_a_server_that_does_not_speak_postgresql_is_one_clear_error(answer):
             db.connect(f"postgresql://u:pw@127.0.0.1:{server.port}/db?sslmode=disable", timeout=1)
     finally:
         server.close()
+
+
+# -- reading timestamps ----------------------------------------------------------------------
+
+def _read_back(con, text: str):
+    """What our connection makes of a timestamptz, and what pg8000's own parser makes of the
+    same text PostgreSQL sent."""
+    from pg8000 import converters
+
+    ours, sent = con.run("SELECT CAST(:t AS timestamptz), CAST(CAST(:t AS timestamptz) AS text)", t=text)[0]
+    return ours, converters.timestamptz_in(sent)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(when=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                         timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=30)),
+                                                    timezone(timedelta(hours=-9, minutes=-59, seconds=-59))])))
+def test_timestamps_read_as_pg8000_reads_them(db, when):
+    ours, theirs = _read_back(db, when.isoformat())
+    assert ours == theirs == when and ours.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("text", ["infinity", "-infinity", "0044-03-15 12:00:00+00 BC", "12026-01-01 00:00:00+00",
+                                  "0001-01-01 00:00:00+00", "2026-12-04 05:06:07.000001+00"])
+def test_timestamps_python_cannot_hold_are_left_to_pg8000(db, text):
+    ours, theirs = _read_back(db, text)
+    assert ours == theirs and type(ours) is type(theirs)

@@ -20,6 +20,7 @@ import time
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from shared.core import log
@@ -257,6 +258,7 @@ def connect(url: str | None = None, statement_timeout: str | None = None, timeou
         raise DatabaseUnavailable(f"cannot connect to {db.safe()}: the server did not answer as PostgreSQL"
                                   f" does ({type(exc).__name__})") from None
     _sockets[con] = sock
+    con.register_in_adapter(TIMESTAMPTZ, _timestamptz)
     deadline.register(sock)  # the caller's watch, if any, bounds what the connection does next
     limit = _seconds(statement_timeout or STATEMENT_TIMEOUT)
     set_read_timeout(con, limit + READ_MARGIN if limit else None)
@@ -264,6 +266,21 @@ def connect(url: str | None = None, statement_timeout: str | None = None, timeou
 
 
 _sockets: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # connection -> its pgwire socket
+
+TIMESTAMPTZ = 1184  # the type's oid, fixed in PostgreSQL's catalog
+
+
+def _timestamptz(text: str):
+    """A timestamptz as PostgreSQL writes it to our sessions (ISO, TimeZone UTC), parsed in C:
+    pg8000's own parser (strptime) takes some 6 us a value, a fifth of a 500-target run's overdue
+    check. What this does not read (infinity, BC, years past 9999) goes to pg8000's parser, which
+    decides as it always did."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        from pg8000 import converters
+
+        return converters.timestamptz_in(text)
 
 
 def _reason(exc: BaseException) -> str:

@@ -120,7 +120,10 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="deadline-watchdog", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            elif self._heap[0][2] is watch:
+                # Woken only when the nearest deadline moved closer: a run's fetches start one
+                # after another with ever later deadlines, and waking for each costs them all.
+                self._changed.notify()
 
     def _run(self) -> None:
         with self._changed:

@@ -68,13 +68,17 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
         concurrency = default_concurrency()
     elif not 1 <= concurrency <= 500:
         raise ConfigError(f"concurrency {concurrency} must be from 1 to 500")
-    with db.connection(database_url) as con:
+    con = db.connect(database_url)  # the writer's afterwards: one connection fewer to open per run
+    try:
         if prepare is not None:
             prepare(con)
         try:
             states = store.target_states(con, [job.name for job in jobs], run_key)
         except Exception as exc:
             raise db.classify(exc, "reading the targets") from None
+    except BaseException:
+        db.close_quietly(con)
+        raise
     results = {job.name: Result(job.name, DUPLICATE, f"already checked for run {run_key}")
                for job in jobs if job.name in states and states[job.name].recorded}
     todo = [job for job in jobs if job.name not in results]
@@ -82,7 +86,7 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
     # (the queue's bound holds fetching back if the database falls behind); notifications go
     # out from the outbox's own threads, so writing never waits on a mail server.
     with Outbox(deadline) as outbox:
-        _fetch_and_write(todo, states, run_key, database_url, concurrency, per_host, deadline, results, outbox)
+        _fetch_and_write(todo, states, run_key, database_url, concurrency, per_host, deadline, results, outbox, con)
         notices = outbox.close()  # waits for the notifications, never past the deadline
     for name, notice in notices.items():
         results[name] = replace(results[name], notice="; ".join(n for n in (results[name].notice, notice) if n))
@@ -104,11 +108,12 @@ def _prune(jobs: list[ScrapeJob], database_url: str | None) -> None:
 
 
 def _fetch_and_write(todo, states, run_key, database_url, concurrency, per_host, deadline, results, outbox,
-                     again: bool = True) -> None:
-    """Fetch and store `todo`. A 304 whose content was deleted meanwhile (`history delete`
-    racing the run) is fetched once more without validators, so its check is not lost."""
+                     con=None, again: bool = True) -> None:
+    """Fetch and store `todo`; the writer takes over `con` (an open connection), if given. A 304
+    whose content was deleted meanwhile (`history delete` racing the run) is fetched once more
+    without validators, so its check is not lost."""
     budget = memory.from_environment()
-    writer = _Writer(database_url, run_key, results, outbox)
+    writer = _Writer(database_url, run_key, results, outbox, con)
     writes: queue.Queue = queue.Queue(maxsize=4)
     thread = threading.Thread(target=writer.write_all, args=(writes,), name="writer")
     thread.start()
@@ -142,9 +147,9 @@ class _Writer:
     is replaced; once the database is gone, every check left is failed at once with the reason,
     and one line says so: each target still gets its result line."""
 
-    def __init__(self, database_url: str | None, run_key: str | None, results: dict, outbox: Outbox):
+    def __init__(self, database_url: str | None, run_key: str | None, results: dict, outbox: Outbox, con=None):
         self.url, self.run_key, self.results, self.outbox = database_url, run_key, results, outbox
-        self.con = None
+        self.con = con  # opened on the first write when not given; closed by close()
         self.down: str | None = None  # why the database cannot be written any more
         self.stale: list[ScrapeJob] = []  # 304s whose content was deleted meanwhile: to fetch again
 
