@@ -155,7 +155,28 @@ def heroku_app(artifacts, tmp_path_factory):
     subprocess.run([runtime_python(), "-m", "venv", str(app / ".venv")], check=True)
     subprocess.run([str(app / ".venv/bin/pip"), "install", "--quiet", "--disable-pip-version-check",
                     "-r", str(app / "requirements.txt")], check=True, timeout=600)
+    # Then the buildpack's hook, as it runs it: made executable, the app's Python on PATH.
+    (app / "bin/post_compile").chmod(0o755)
+    subprocess.run([str(app / "bin/post_compile")], cwd=app, check=True, timeout=300,
+                   env={"PATH": f"{app / '.venv/bin'}:/usr/bin:/bin", "LANG": "C.UTF-8"})
     return app
+
+
+def test_the_slug_carries_our_bytecode(heroku_app):
+    """Each Scheduler run is a fresh dyno: what the build compiled is what it loads, nothing is
+    compiled again (PYTHONDONTWRITEBYTECODE or not)."""
+    python = str(heroku_app / ".venv/bin/python")
+    tag = subprocess.run([python, "-c", "import sys; print(sys.implementation.cache_tag)"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    sources = [p for package in ("shared", "functions") for p in (heroku_app / package).rglob("*.py")]
+    assert len(sources) > 50
+    missing = [str(p) for p in sources if not (p.parent / "__pycache__" / f"{p.stem}.{tag}.pyc").exists()]
+    assert not missing
+    loaded = subprocess.run([python, "-v", "-c", "import functions.scrape"], cwd=heroku_app, capture_output=True,
+                            text=True, env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    ours = [line for line in loaded.stderr.splitlines() if "code object from" in line and str(heroku_app / "shared") in line]
+    assert ours and all(".pyc" in line for line in ours)
 
 
 def procfile_entries(app: Path) -> dict[str, str]:
