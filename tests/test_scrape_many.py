@@ -4,6 +4,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 
 import pytest
 from werkzeug import Response
@@ -234,3 +235,23 @@ def test_importing_a_handler_loads_only_what_every_run_needs(handler):
     code = f"import sys, {handler}; print([m for m in {lazy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_run_stopped_by_its_settings_leaves_no_connection_open(database_url, db, httpserver, monkeypatch):
+    """The run's first connection goes to the writer; a setting refused before the writer starts
+    (here the memory budget) must not leave it open."""
+    from shared.core.errors import ConfigError
+    from shared.core.names import NAME
+
+    site = Site(httpserver)
+    monkeypatch.setenv("SCRAPE_MEMORY_MB", "1")
+    with pytest.raises(ConfigError, match="SCRAPE_MEMORY_MB"):
+        runs.scrape([ScrapeJob("t", site.url("p0"))])
+    # A closed connection's backend leaves pg_stat_activity a moment after; a leaked one never does.
+    for _ in range(200):
+        others = db.run("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid() AND application_name = :name", name=NAME)[0][0]
+        if others == 0:
+            break
+        time.sleep(0.05)
+    assert others == 0

@@ -85,9 +85,13 @@ def run(jobs: list[ScrapeJob], run_key: str | None = None, database_url: str | N
     # Writes happen on their own thread, so handing out fetches never waits on the database
     # (the queue's bound holds fetching back if the database falls behind); notifications go
     # out from the outbox's own threads, so writing never waits on a mail server.
-    with Outbox(deadline) as outbox:
-        _fetch_and_write(todo, states, run_key, database_url, concurrency, per_host, deadline, results, outbox, con)
-        notices = outbox.close()  # waits for the notifications, never past the deadline
+    try:
+        with Outbox(deadline) as outbox:
+            _fetch_and_write(todo, states, run_key, database_url, concurrency, per_host, deadline, results, outbox,
+                             con)
+            notices = outbox.close()  # waits for the notifications, never past the deadline
+    finally:
+        db.close_quietly(con)  # closed by the writer already, unless the run failed before it began
     for name, notice in notices.items():
         results[name] = replace(results[name], notice="; ".join(n for n in (results[name].notice, notice) if n))
     if deadline is None or time.monotonic() < deadline - PRUNE_MARGIN:
